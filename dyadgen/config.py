@@ -1,0 +1,427 @@
+"""Typed configuration: one dataclass per component, composed into :class:`DyadGenConfig`.
+
+A run's configuration is built in three layers, each overriding the one before:
+
+1. a preset from :data:`PRESETS` (``real``, ``real-0.5b``, ``tiny``), the same classes at two sizes;
+2. a YAML file in ``configs/`` whose top-level ``preset:`` names the preset and whose sections
+   (``data:``, ``backbone:``, ...) override its fields;
+3. dotted ``key=value`` overrides from the command line (``train.max_steps=100``).
+
+Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key. The resolved
+config (``to_dict``) is what gets written beside every run and checkpoint as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dyadgen.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration key is unknown or its value has the wrong type."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Component configs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how it is cut into training samples."""
+
+    root: str = ""  # a SocioEmoDialog-layout dataset root (published or `dyadgen synth` output)
+    shards: str = ""  # folder of preprocessed webdataset shards + manifest.json
+    script_json: str = ""  # the dialogue script json; empty = look for *.json beside the root
+    video_to_dialogue: str = ""  # optional json {video_name: dialogue_id}; empty = match by text
+    height: int = 128  # per-person frame size fed to the VAE (pixels)
+    width: int = 112
+    window_steps: int = 16  # a training window is this many chunk steps (window_steps * C frames)
+    window_stride_steps: int = 8  # hop between consecutive windows of one video
+    num_refs: int = 4  # candidate reference latents stored per person; one is drawn per sample
+    val_fraction: float = 0.05  # held-out dialogues by hash of the dialogue id
+    test_fraction: float = 0.05
+    actor_map: str = ""  # optional json {video_name: {"left": actor, "right": actor}} for unseen-actor splits
+    samples_per_shard: int = 64
+    num_workers: int = 0  # dataloader workers per rank
+    preprocess_workers: int = 1
+
+
+@dataclass
+class AudioTokenizerConfig:
+    """The frozen audio tokenizer: 16 kHz audio -> one token per 25 Hz frame."""
+
+    kind: Literal["whisper_vq", "fitted"] = "fitted"
+    name_or_path: str = ""  # WhisperSpeech *.model file / hub name, or a fitted tokenizer folder
+    whisper_name_or_path: str = ""  # override of the Whisper encoder (hub name or local folder)
+    num_codes: int = 128  # real codes; the padding code is num_codes
+    n_mels: int = 40  # fitted tokenizer: log-mel bins per 25 Hz frame
+    batch_size: int = 8
+
+
+@dataclass
+class VAEConfig:
+    """The frozen video VAE: frames [T,3,H,W] in [-1,1] <-> latents [T,c,H/f,W/f]."""
+
+    kind: Literal["autoencoder_kl", "autoencoder_tiny"] = "autoencoder_kl"
+    name_or_path: str = ""  # hub name, a `vae` subfolder, or a local folder; empty = random init
+    subfolder: str = ""
+    latent_channels: int = 8
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)  # factor = 2 ** (len - 1)
+    layers_per_block: int = 1
+    shift_factor: float = 0.0
+    scaling_factor: float = 1.0
+    use_quant_conv: bool = False
+    use_post_quant_conv: bool = False
+    fast_decoder: str = ""  # optional AutoencoderTiny (TAEF1) name or path for decoding
+    encode_batch: int = 16  # frames per VAE call, so long clips never exhaust memory
+
+
+@dataclass
+class BackboneConfig:
+    """The Qwen2.5 decoder that reads both people's audio and motion."""
+
+    name_or_path: str = ""  # hub name or local folder of Qwen2.5 weights; empty = random init
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 384
+    vocab_size: int = 384  # text vocabulary (byte-level for tiny presets)
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 32768
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = True
+    attn_implementation: str = "sdpa"
+    text_tokenizer: Literal["bytes", "qwen"] = "bytes"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DecoderConfig:
+    """The flow-matching DiT that denoises one chunk of one person's latents."""
+
+    hidden_size: int = 192
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    patch_size: int = 2
+    audio_context: int = 2  # frame t also sees its own audio tokens t-k..t+k
+    attention: Literal["sdpa", "xformers"] = "sdpa"
+
+
+@dataclass
+class ModelConfig:
+    """How the backbone and decoder are tied together on the 25 Hz clock."""
+
+    chunk_frames: int = 4  # C
+    motion_tokens: int = 4  # M
+    window_steps: int = 16  # W: whole steps kept in the KV cache besides the pinned prefix
+    audio_lookahead: int = 1  # k frames of audio lookahead
+    audio_dropout: float = 0.1  # both audio tracks -> null for a whole sample
+    emotion_dropout: float = 0.1
+    text_dropout: float = 0.1
+    context_noise_max: float = 0.1  # max noise level on resampler inputs and context frames
+    time_logit_mean: float = 0.0
+    time_logit_std: float = 1.0
+    resolution_shift: bool = True  # FLUX's mu(token count) shift of the flow time
+    max_text_tokens: int = 64
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/default"
+    max_steps: int = 1000
+    save_every: int = 250
+    keep_last: int = 3
+    resume: str = ""  # "latest" or a step folder
+    seed: int = 0
+    batch_size: int = 4  # per process
+    grad_accum: int = 1
+    lr: float = 3e-4  # new parts
+    backbone_lr: float = 1e-4  # pretrained backbone
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    ema_decay: float = 0.999
+    lora_rank: int = 0  # >0: LoRA on the backbone through peft
+    log_every: int = 10
+    val_every: int = 500
+    sample_every: int = 1000
+    max_nonfinite: int = 10  # stop after this many non-finite steps in a row
+    tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    decoder_steps_per_clip: int = 0  # >0: decoder loss on a random subset of chunk steps
+
+
+@dataclass
+class InferConfig:
+    steps: int = 4  # Euler steps of the flow decoder
+    cfg: float = 2.0  # guidance scale on the velocity
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    layout: Literal["side-by-side", "separate"] = "side-by-side"
+    max_seconds: float = 0.0  # 0 = no limit
+
+
+@dataclass
+class DyadGenConfig:
+    """The root config: every component, plus the preset it started from."""
+
+    preset: str = "tiny"
+    data: DataConfig = field(default_factory=DataConfig)
+    audio_tokenizer: AudioTokenizerConfig = field(default_factory=AudioTokenizerConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as JSON (write then rename, so a reader never sees half)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------------
+
+
+def _tiny() -> DyadGenConfig:
+    return DyadGenConfig(preset="tiny")
+
+
+def _real() -> DyadGenConfig:
+    return DyadGenConfig(
+        preset="real",
+        data=DataConfig(height=512, width=448, window_steps=64, window_stride_steps=32),
+        audio_tokenizer=AudioTokenizerConfig(
+            kind="whisper_vq",
+            name_or_path="WhisperSpeech/WhisperSpeech:whisper-vq-stoks-medium-en+pl.model",
+            num_codes=512,
+            n_mels=80,
+        ),
+        vae=VAEConfig(
+            kind="autoencoder_kl",
+            name_or_path="black-forest-labs/FLUX.1-schnell",
+            subfolder="vae",
+            latent_channels=16,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            shift_factor=0.1159,
+            scaling_factor=0.3611,
+            fast_decoder="madebyollin/taef1",
+            encode_batch=8,
+        ),
+        backbone=BackboneConfig(
+            name_or_path="Qwen/Qwen2.5-3B",
+            hidden_size=2048,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            intermediate_size=11008,
+            vocab_size=151936,
+            rope_theta=1_000_000.0,
+            max_position_embeddings=32768,
+            tie_word_embeddings=True,
+            text_tokenizer="qwen",
+        ),
+        decoder=DecoderConfig(hidden_size=768, depth=16, num_heads=12, patch_size=2),
+        model=ModelConfig(chunk_frames=4, motion_tokens=8, window_steps=64, audio_lookahead=2),
+        train=TrainConfig(batch_size=8, lr=1e-4, backbone_lr=2e-5, warmup_steps=1000, max_steps=200_000,
+                          save_every=2000, val_every=2000, sample_every=10_000, ema_decay=0.9999),
+        infer=InferConfig(steps=4, cfg=2.0),
+    )
+
+
+def _real_05b() -> DyadGenConfig:
+    cfg = _real()
+    cfg.preset = "real-0.5b"
+    cfg.backbone = BackboneConfig(
+        name_or_path="Qwen/Qwen2.5-0.5B",
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        vocab_size=151936,
+        rope_theta=1_000_000.0,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        text_tokenizer="qwen",
+    )
+    return cfg
+
+
+PRESETS: dict[str, typing.Callable[[], DyadGenConfig]] = {
+    "tiny": _tiny,
+    "real": _real,
+    "real-0.5b": _real_05b,
+}
+
+
+def preset(name: str) -> DyadGenConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]()
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and overriding
+# --------------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                preset_name: str | None = None) -> DyadGenConfig:
+    """Preset <- YAML file <- ``key=value`` overrides. Any of the three may be absent.
+
+    A YAML file's ``preset:`` picks the preset (``preset_name`` overrides it); a ``.json`` path is a
+    resolved config as written by :meth:`DyadGenConfig.save`.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        text = path.read_text()
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from None
+        data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    name = preset_name or data.get("preset", "tiny")
+    cfg = preset(str(name))
+    _merge(cfg, {k: v for k, v in data.items() if k != "preset"}, prefix="")
+    for item in overrides or []:
+        apply_override(cfg, item)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> DyadGenConfig:
+    """Rebuild a config from :meth:`DyadGenConfig.to_dict` output (e.g. a checkpoint's config.json)."""
+    cfg = preset(str(data.get("preset", "tiny")))
+    _merge(cfg, {k: v for k, v in data.items() if k != "preset"}, prefix="")
+    return cfg
+
+
+def apply_override(cfg: DyadGenConfig, item: str) -> None:
+    """Apply one ``section.key=value`` override; the value is parsed as YAML then type-checked."""
+    if "=" not in item:
+        raise ConfigError(f"{item}: an override must look like section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.split(".")
+    target: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        sub = getattr(target, part, None) if _has_field(target, part) else None
+        if not dataclasses.is_dataclass(sub):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: unknown config section")
+        target = sub
+    _set_field(target, parts[-1], value, key)
+
+
+def _has_field(obj: Any, name: str) -> bool:
+    return dataclasses.is_dataclass(obj) and name in {f.name for f in dataclasses.fields(obj)}
+
+
+def _merge(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {type(data).__name__}")
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if not _has_field(obj, key):
+            raise ConfigError(f"{full}: unknown config key")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, prefix=f"{full}.")
+        else:
+            _set_field(obj, key, value, full)
+
+
+def _set_field(obj: Any, name: str, value: Any, full_key: str) -> None:
+    if not _has_field(obj, name):
+        raise ConfigError(f"{full_key}: unknown config key")
+    if dataclasses.is_dataclass(getattr(obj, name)):
+        raise ConfigError(f"{full_key}: is a section; set one of its keys, e.g. {full_key}.<key>=...")
+    hint = typing.get_type_hints(type(obj))[name]
+    setattr(obj, name, _coerce(value, hint, full_key))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint``, allowing the lossless conversions YAML needs."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} does not match {hint}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        elem = args[0] if args else Any
+        items = [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported config type {hint}")
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
