@@ -14,6 +14,8 @@ import sys
 # name -> module; order is the order `dyadgen --help` lists them
 COMMANDS: dict[str, str] = {
     "config": "dyadgen.commands.config",
+    "synth": "dyadgen.commands.synth",
+    "fit-tokenizer": "dyadgen.commands.fit_tokenizer",
 }
 
 

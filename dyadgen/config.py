@@ -134,7 +134,10 @@ class ModelConfig:
     time_logit_mean: float = 0.0
     time_logit_std: float = 1.0
     resolution_shift: bool = True  # FLUX's mu(token count) shift of the flow time
-    max_text_tokens: int = 64
+    max_text_tokens: int = 32
+    num_emotions: int = 19  # SocioEmoDialog's 18 labels + "Other"; one more id means "no emotion"
+    decoder_steps_per_sample: int = 0  # >0: the decoder's loss on this many random chunk steps per sample
+    max_position_offset_steps: int = 1500  # training draws a step offset up to this (10 min at C=4)
 
 
 @dataclass
@@ -161,6 +164,13 @@ class TrainConfig:
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
     tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
     decoder_steps_per_clip: int = 0  # >0: decoder loss on a random subset of chunk steps
+    min_lr_ratio: float = 0.1  # the cosine ends at this fraction of each group's lr
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    lora_alpha: float = 0.0  # LoRA scale numerator; 0 = lora_rank (scale 1)
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # backbone Linear names
+    val_batches: int = 4  # batches per process of held-out dialogues per validation
+    sample_seconds: float = 4.0  # length of the side-by-side sample video (at most one training window)
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""The frozen video VAE behind a thin adapter that owns eval mode, dtype, shift and scale.
+
+frames [T,3,H,W] in [-1,1] <-> latents [T,c,H/f,W/f], with ``latents = (z - shift) * scale`` so the
+model sees roughly zero-mean, unit-variance latents. Real: diffusers AutoencoderKL with the FLUX.1
+VAE configuration (16 channels, x8, shift 0.1159, scale 0.3611, no quant convs); optional TAEF1
+(AutoencoderTiny, same latent space) as the fast decoder. Tiny: the same class at CPU size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dyadgen.config import VAEConfig
+from dyadgen.encoders.hub import resolve_folder
+
+
+def build_autoencoder_kl(cfg: VAEConfig):
+    """An AutoencoderKL with ``cfg``'s architecture and random weights (use meta device to count)."""
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels, norm_num_groups=min(32, cfg.block_out_channels[0]),
+        scaling_factor=cfg.scaling_factor, shift_factor=cfg.shift_factor,
+        use_quant_conv=cfg.use_quant_conv, use_post_quant_conv=cfg.use_post_quant_conv,
+        mid_block_add_attention=cfg.block_out_channels[-1] >= 256,
+    )
+
+
+class VideoVAE(nn.Module):
+    """encode/decode frames in bounded batches, applying the VAE's shift and scale."""
+
+    def __init__(self, vae: nn.Module, *, batch: int = 16, fast_decoder: nn.Module | None = None):
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        self.fast_decoder = fast_decoder.eval().requires_grad_(False) if fast_decoder is not None else None
+        self.batch = batch
+
+    @property
+    def shift(self) -> float:
+        return float(self.vae.config.shift_factor or 0.0)
+
+    @property
+    def scale(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def set_normalization(self, shift: float, scale: float) -> None:
+        self.vae.register_to_config(shift_factor=float(shift), scaling_factor=float(scale))
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor) -> Tensor:
+        """frames [T,3,H,W] in [-1,1] -> latents [T,c,H/f,W/f] (the posterior mode, shifted, scaled)."""
+        param = next(self.vae.parameters())
+        out = []
+        for chunk in frames.split(self.batch):
+            z = self.vae.encode(chunk.to(param.device, param.dtype)).latent_dist.mode()  # [t,c,h,w]
+            out.append(((z - self.shift) * self.scale).float())
+        return torch.cat(out) if out else frames.new_zeros(0, self.latent_channels, 1, 1)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, *, fast: bool = False) -> Tensor:
+        """latents [T,c,h,w] -> frames [T,3,H,W] in [-1,1]."""
+        decoder = self.fast_decoder if fast and self.fast_decoder is not None else self.vae
+        param = next(decoder.parameters())
+        out = []
+        for chunk in latents.split(self.batch):
+            z = chunk.to(param.device, param.dtype) / self.scale + self.shift  # [t,c,h,w]
+            out.append(decoder.decode(z).sample.float().clamp(-1, 1))
+        return torch.cat(out)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        self.vae.save_pretrained(str(folder))
+
+    @classmethod
+    def from_config(cls, cfg: VAEConfig) -> VideoVAE:
+        """Load ``cfg.name_or_path`` (a diffusers folder or Hub repo with ``cfg.subfolder``), or build
+        a randomly initialised VAE of ``cfg``'s architecture when no name is given."""
+        if not cfg.name_or_path:
+            return cls(build_autoencoder_kl(cfg), batch=cfg.encode_batch)
+        vae = _load_diffusers("AutoencoderKL", cfg.name_or_path, cfg.subfolder)
+        if cfg.shift_factor or cfg.scaling_factor != 1.0:  # the config may pin them (FLUX's published values)
+            vae.register_to_config(shift_factor=cfg.shift_factor, scaling_factor=cfg.scaling_factor)
+        fast = _load_diffusers("AutoencoderTiny", cfg.fast_decoder, "") if cfg.fast_decoder else None
+        return cls(vae, batch=cfg.encode_batch, fast_decoder=fast)
+
+
+def _load_diffusers(class_name: str, name: str, subfolder: str) -> nn.Module:
+    import diffusers
+
+    folder = resolve_folder(name, subfolder=subfolder, what=f"the {class_name} VAE")
+    weights = [f for f in ("diffusion_pytorch_model.safetensors",) if (Path(folder) / f).is_file()]
+    if not weights and not Path(name).exists():
+        from dyadgen.encoders.hub import resolve_file
+
+        weights_name = "diffusion_pytorch_model.safetensors"
+        inner = f"{subfolder}/{weights_name}" if subfolder else weights_name
+        folder = resolve_file(name, inner, what=f"the {class_name} VAE").parent
+    return getattr(diffusers, class_name).from_pretrained(str(folder), use_safetensors=True)

@@ -1,0 +1,1 @@
+"""Audio and video files: read, check, resample, write, mux."""

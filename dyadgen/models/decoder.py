@@ -1,0 +1,161 @@
+"""The flow-matching decoder: a DiT loss head that denoises one chunk of one person's latents.
+
+Legend: N = decoder batch (B*P*S in training, P or 2P per step at inference), C frames per chunk,
+c,h,w latent, n = (h/p)(w/p) patches per frame, M condition tokens, D width, A = 2k+1 audio tokens
+around a frame.
+
+One single-stream sequence per chunk: [M condition tokens | reference patches | previous frame's
+patches | noisy chunk's patches (C frames)], each kind with a learned type embedding, 3-D RoPE over
+(frame, y, x) with frame -1 for the previous frame and 0..C-1 for the chunk (reference and condition
+tokens at frame 0, told apart by type), adaLN-zero on the flow time and the context noise level.
+Frame-aligned audio: every patch of chunk frame t also gets an embedding of the person's own audio
+tokens t-k..t+k, because lip shape is decided frame by frame.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from dyadgen.config import DecoderConfig
+from dyadgen.models import flow
+from dyadgen.models.layers import Attention, ScalarEmbedder, patchify, rope_frequencies, unpatchify
+
+COND, REF, PREV, CHUNK = range(4)  # token types
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, backend: str):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads, backend)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.modulation[1].weight)  # adaLN-zero: each block starts as the identity
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x: Tensor, c: Tensor, angles: Tensor) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)  # [N,1,D] each
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, angles=angles)
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+
+
+class FlowDecoder(nn.Module):
+    """``forward(target, cond, ...) -> loss`` and ``sample(cond, ...) -> latents``."""
+
+    def __init__(self, cfg: DecoderConfig, *, cond_dim: int, latent_shape: tuple[int, int, int],
+                 chunk_frames: int, audio_vocab: int, time_mean: float = 0.0, time_std: float = 1.0,
+                 resolution_shift: bool = True):
+        super().__init__()
+        c, h, w = latent_shape
+        p, dim = cfg.patch_size, cfg.hidden_size
+        if h % p or w % p:
+            raise ValueError(f"latent size {h}x{w} is not divisible by the patch size {p}")
+        self.cfg, self.latent_shape, self.chunk_frames = cfg, latent_shape, chunk_frames
+        self.patches = (h // p) * (w // p)
+        self.time_mean, self.time_std = time_mean, time_std
+        # FLUX's shift from the number of latent tokens that are denoised together
+        self.mu = flow.resolution_mu(chunk_frames * self.patches) if resolution_shift else None
+        self.patch_in = nn.Linear(c * p * p, dim)
+        self.cond_in = nn.Linear(cond_dim, dim)
+        self.type_embed = nn.Embedding(4, dim)
+        self.audio_embed = nn.Embedding(audio_vocab, dim // 4)
+        self.audio_in = nn.Linear((2 * cfg.audio_context + 1) * (dim // 4), dim)
+        self.time_embed = ScalarEmbedder(dim)
+        self.noise_embed = ScalarEmbedder(dim)
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, cfg.num_heads, cfg.mlp_ratio, cfg.attention) for _ in range(cfg.depth))
+        self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.patch_out = nn.Linear(dim, c * p * p)
+        nn.init.zeros_(self.final_modulation[1].weight)
+        nn.init.zeros_(self.final_modulation[1].bias)
+        nn.init.zeros_(self.patch_out.weight)
+        nn.init.zeros_(self.patch_out.bias)
+        head = dim // cfg.num_heads
+        if head % 2:
+            raise ValueError(f"decoder head width {head} must be even for RoPE")
+        # split the rotary pairs over (frame, y, x); frame gets the remainder
+        pairs = head // 2
+        yx = 2 * (pairs // 3)
+        self.rope_dims = (head - 2 * yx, yx, yx)
+        self.register_buffer("positions", self._positions(h // p, w // p, chunk_frames), persistent=False)
+
+    @staticmethod
+    def _positions(hp: int, wp: int, chunk: int) -> Tensor:
+        """(frame, y, x) of every token of the sequence, [L,3] (condition tokens counted by the caller)."""
+        ys, xs = torch.meshgrid(torch.arange(hp), torch.arange(wp), indexing="ij")
+        grid = torch.stack([torch.zeros_like(ys), ys, xs], dim=-1).reshape(-1, 3)  # [n,3]
+        ref = grid.clone()
+        prev = grid.clone()
+        prev[:, 0] = -1
+        frames = [grid.clone() for _ in range(chunk)]
+        for t, f in enumerate(frames):
+            f[:, 0] = t
+        return torch.cat([ref, prev, *frames])  # [(2+C) n, 3]
+
+    def velocity(self, x_t: Tensor, t: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor,
+                 noise_level: Tensor) -> Tensor:
+        """Predicted velocity [N,C,c,h,w] of the noisy chunk x_t [N,C,c,h,w] at time t [N].
+
+        cond [N,M,Dc] backbone conditions; ref, prev [N,c,h,w]; audio long [N,C,A] own audio tokens
+        around each chunk frame; noise_level [N] of the (noise-augmented) context frame.
+        """
+        N, C, c, h, w = x_t.shape
+        p = self.cfg.patch_size
+        M = cond.shape[1]
+        chunk = self.patch_in(patchify(rearrange(x_t, "n t c h w -> (n t) c h w"), p))  # [(N C),n,D]
+        chunk = rearrange(chunk, "(n t) k d -> n t k d", n=N)  # [N,C,n,D]
+        frame_audio = self.audio_in(rearrange(self.audio_embed(audio), "n t a e -> n t (a e)"))  # [N,C,D]
+        chunk = chunk + frame_audio[:, :, None] + self.type_embed.weight[CHUNK]
+        tokens = torch.cat([
+            self.cond_in(cond) + self.type_embed.weight[COND],  # [N,M,D]
+            self.patch_in(patchify(ref, p)) + self.type_embed.weight[REF],  # [N,n,D]
+            self.patch_in(patchify(prev, p)) + self.type_embed.weight[PREV],  # [N,n,D]
+            rearrange(chunk, "n t k d -> n (t k) d"),  # [N,C n,D]
+        ], dim=1)  # [N,L,D]
+        positions = torch.cat([self.positions.new_zeros(M, 3), self.positions])  # [L,3]
+        angles = rope_frequencies(repeat(positions, "l a -> n l a", n=N), self.rope_dims)  # [N,L,d/2]
+        c_vec = self.time_embed(t) + self.noise_embed(noise_level)  # [N,D]
+        for block in self.blocks:
+            tokens = block(tokens, c_vec, angles)
+        shift, scale = self.final_modulation(c_vec)[:, None].chunk(2, dim=-1)  # [N,1,D]
+        out = self.patch_out(self.final_norm(tokens[:, -C * self.patches:]) * (1 + scale) + shift)  # [N,C n,cpp]
+        out = rearrange(out, "n (t k) e -> (n t) k e", t=C)
+        return rearrange(unpatchify(out, p, h, w), "(n t) c h w -> n t c h w", n=N)  # [N,C,c,h,w]
+
+    def forward(self, target: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor,
+                noise_level: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Per-frame rectified-flow loss [N,C] (velocity target eps - x0) for clean chunks target [N,C,c,h,w]."""
+        N = target.shape[0]
+        t = flow.sample_time(N, mean=self.time_mean, std=self.time_std, mu=self.mu, generator=generator,
+                             device=target.device)  # [N]
+        noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
+        x_t = flow.interpolate(target, noise, t.to(target.dtype))  # [N,C,c,h,w]
+        v = self.velocity(x_t, t, cond, ref, prev, audio, noise_level)
+        return (v - flow.velocity_target(target, noise)).pow(2).mean(dim=(2, 3, 4))  # [N,C]
+
+    @torch.no_grad()
+    def sample(self, noise: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor, *,
+               steps: int = 4, guidance: float = 1.0, uncond: Tensor | None = None,
+               uncond_audio: Tensor | None = None) -> Tensor:
+        """Euler steps from noise [N,C,c,h,w] to latents. With ``uncond`` (conditions of the
+        unconditional branch) the velocity is guided: v_u + guidance * (v_c - v_u)."""
+        N = noise.shape[0]
+        level = noise.new_zeros(N)
+        grid = flow.time_grid(steps, self.mu, device=noise.device)
+        if uncond is None or guidance == 1.0:
+            return flow.euler_solve(lambda x, t: self.velocity(x, t, cond, ref, prev, audio, level), noise, grid)
+        both_cond = torch.cat([cond, uncond])
+        both_audio = torch.cat([audio, uncond_audio if uncond_audio is not None else audio])
+        refs2, prevs2, level2 = torch.cat([ref, ref]), torch.cat([prev, prev]), torch.cat([level, level])
+
+        def guided(x: Tensor, t: Tensor) -> Tensor:
+            v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both_cond, refs2, prevs2, both_audio, level2)
+            v_c, v_u = v.chunk(2)
+            return v_u + guidance * (v_c - v_u)
+
+        return flow.euler_solve(guided, noise, grid)

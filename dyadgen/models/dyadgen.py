@@ -1,0 +1,288 @@
+"""DyadGen: the whole model - backbone conditions, flow-matching decoder, loss and generation.
+
+Legend: B batch, P persons (0 left, 1 right), T frames, S = T / C chunk steps, C frames per chunk,
+M motion/query tokens, D backbone width, c,h,w latent, A = 2k+1 audio tokens around a frame.
+
+Audio ids: 0..K-1 are the tokenizer's codes, K is its padding code, K+1 is the null token that
+replaces both audio tracks for guidance (so the audio vocabulary holds K+2 entries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import repeat
+from huggingface_hub import PyTorchModelHubMixin
+from torch import Tensor, nn
+
+from dyadgen.config import BackboneConfig, DecoderConfig, DyadGenConfig, ModelConfig
+from dyadgen.models.backbone import DyadBackbone, StepCache
+from dyadgen.models.decoder import FlowDecoder
+from dyadgen.models.text import BYTE_PAD, byte_ids
+
+
+@dataclass
+class DyadBatch:
+    """A training batch (see the data loader): every tensor has the person axis P = 2."""
+
+    tokens: Tensor  # long [B,P,T] audio codes (padding code where there is no audio)
+    latents: Tensor  # float [B,P,T,c,h,w]
+    refs: Tensor  # float [B,P,c,h,w] one reference latent per person
+    mask: Tensor  # bool [B,T] valid frames
+    speaking: Tensor | None = None  # bool [B,P,T]
+    emotion: Tensor | None = None  # long [B,P,T], -1 unknown
+    text: list[str] | None = None  # one prompt per dialogue
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DyadBatch:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   extra={k: v for k, v in data.items() if k not in names})
+
+
+def _as(cls, value):
+    return value if isinstance(value, cls) else cls(**value)
+
+
+class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["talking-head", "dyadic"]):
+    def __init__(self, backbone: BackboneConfig | dict, decoder: DecoderConfig | dict, model: ModelConfig | dict,
+                 num_audio_codes: int, latent_channels: int, latent_height: int, latent_width: int,
+                 pretrained_backbone: bool = False):
+        super().__init__()
+        self.backbone_cfg = _as(BackboneConfig, backbone)
+        self.decoder_cfg = _as(DecoderConfig, decoder)
+        self.cfg = _as(ModelConfig, model)
+        self.num_audio_codes = num_audio_codes
+        self.pad_id, self.null_id = num_audio_codes, num_audio_codes + 1
+        self.latent_shape = (latent_channels, latent_height, latent_width)
+        audio_vocab = num_audio_codes + 2
+        self.backbone = DyadBackbone(self.backbone_cfg, self.cfg, audio_vocab=audio_vocab,
+                                     latent_shape=self.latent_shape, resampler_width=self.decoder_cfg.hidden_size,
+                                     pretrained=pretrained_backbone)
+        self.decoder = FlowDecoder(self.decoder_cfg, cond_dim=self.backbone_cfg.hidden_size,
+                                   latent_shape=self.latent_shape, chunk_frames=self.cfg.chunk_frames,
+                                   audio_vocab=audio_vocab, time_mean=self.cfg.time_logit_mean,
+                                   time_std=self.cfg.time_logit_std, resolution_shift=self.cfg.resolution_shift)
+        self._text_tokenizer = None
+
+    @classmethod
+    def from_config(cls, cfg: DyadGenConfig, *, num_audio_codes: int, latent_shape: tuple[int, int, int],
+                    pretrained_backbone: bool = False) -> DyadGen:
+        c, h, w = latent_shape
+        return cls(cfg.backbone, cfg.decoder, cfg.model, num_audio_codes, c, h, w,
+                   pretrained_backbone=pretrained_backbone)
+
+    # ---- inputs ---------------------------------------------------------------------------------
+
+    def text_ids(self, texts: list[str | None], device: torch.device) -> Tensor:
+        """Prompt ids long [N, max_text_tokens]: bytes for tiny presets, Qwen's tokenizer for real ones."""
+        length = self.cfg.max_text_tokens
+        if self.backbone_cfg.text_tokenizer == "bytes":
+            if self.backbone_cfg.vocab_size <= BYTE_PAD:
+                raise ValueError("a byte-level text vocabulary needs backbone.vocab_size > 256")
+            return byte_ids(texts, length).to(device)
+        if self._text_tokenizer is None:
+            from dyadgen.models.text import QwenText
+
+            self._text_tokenizer = QwenText(self.backbone_cfg.name_or_path)
+        return self._text_tokenizer(texts, length).to(device)
+
+    def audio_windows(self, tokens: Tensor) -> Tensor:
+        """Backbone audio per step with the lookahead shift: long [...,T] -> [...,S,C] holding frames
+        [sC+k, sC+C+k) (padding code past the end)."""
+        k, C = self.cfg.audio_lookahead, self.cfg.chunk_frames
+        shifted = F.pad(tokens[..., k:], (0, k), value=self.pad_id)  # [...,T]
+        return shifted.unflatten(-1, (-1, C))
+
+    def frame_audio(self, tokens: Tensor) -> Tensor:
+        """Own audio around every frame for the decoder: long [...,T] -> [...,T,A], A = 2a+1."""
+        a = self.decoder_cfg.audio_context
+        padded = F.pad(tokens, (a, a), value=self.pad_id)  # [...,T+2a]
+        return padded.unfold(-1, 2 * a + 1, 1)  # [...,T,A]
+
+    def emotion_steps(self, emotion: Tensor | None, shape: tuple[int, int, int], device) -> Tensor:
+        """Per-step emotion ids long [B,P,S] (the label at each chunk's first frame; none -> the
+        no-emotion id)."""
+        none = self.cfg.num_emotions
+        if emotion is None:
+            return torch.full(shape, none, dtype=torch.long, device=device)
+        e = emotion[..., :: self.cfg.chunk_frames]  # [B,P,S]
+        return torch.where(e < 0, torch.full_like(e, none), e)
+
+    # ---- training -------------------------------------------------------------------------------
+
+    def forward(self, batch: DyadBatch | dict, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Teacher-forced loss over all chunk steps in one backbone pass.
+
+        Returns "loss" plus per-person ("loss/left", "loss/right") and per-role ("loss/speaking",
+        "loss/listening") terms, each averaged over valid frames."""
+        if isinstance(batch, dict):
+            batch = DyadBatch.from_dict(batch)
+        cfg, dev = self.cfg, batch.tokens.device
+        B, P, T = batch.tokens.shape
+        C = cfg.chunk_frames
+        if T % C:
+            raise ValueError(f"training windows must be whole chunks: T={T} is not a multiple of C={C}")
+        S = T // C
+        rand = lambda *shape: torch.rand(*shape, generator=generator, device=dev)  # noqa: E731
+        tokens = batch.tokens
+        if self.training:
+            drop_audio = rand(B) < cfg.audio_dropout  # both tracks of a sample, for guidance
+            tokens = torch.where(drop_audio[:, None, None], torch.full_like(tokens, self.null_id), tokens)
+        emotion = self.emotion_steps(batch.emotion, (B, P, S), dev)  # [B,P,S]
+        texts = list(batch.text) if batch.text else [""] * B
+        if self.training:
+            drop_emotion = rand(B) < cfg.emotion_dropout
+            emotion = torch.where(drop_emotion[:, None, None], torch.full_like(emotion, cfg.num_emotions), emotion)
+            texts = [t if keep else "" for t, keep in zip(texts, (rand(B) >= cfg.text_dropout).tolist(), strict=True)]
+
+        # the previous chunk of every step: the reference repeated at s = 0
+        chunks = batch.latents.unflatten(2, (S, C))  # [B,P,S,C,c,h,w]
+        ref_chunk = repeat(batch.refs, "b p c h w -> b p 1 t c h w", t=C)
+        prev = torch.cat([ref_chunk, chunks[:, :, :-1]], dim=2)  # [B,P,S,C,c,h,w]
+        level = rand(B, P, S) * cfg.context_noise_max if self.training else torch.zeros(B, P, S, device=dev)
+        noise = torch.randn(prev.shape, generator=generator, device=dev, dtype=prev.dtype)
+        prev = prev + level.view(B, P, S, 1, 1, 1, 1).to(prev.dtype) * noise  # exposure-bias augmentation
+
+        motion = self.backbone.resampler(prev.flatten(0, 2), level.flatten()).unflatten(0, (B, P, S))  # [B,P,S,M,D]
+        steps = self.backbone.step_tokens(motion, self.audio_windows(tokens), emotion)  # [(B P),S,L,D]
+        text = self.backbone.text_tokens(self.text_ids(texts, dev))  # [B,Lt,D]
+        text = repeat(text, "b l d -> (b p) l d", p=P)
+        offset = 0
+        if self.training and cfg.max_position_offset_steps > 0:
+            offset = torch.randint(0, cfg.max_position_offset_steps + 1, (B,), generator=generator, device=dev)
+            offset = offset.repeat_interleave(P)  # the two people of a dialogue share one clock
+        cond = self.backbone(text, steps, offset).unflatten(0, (B, P))  # [B,P,S,M,D]
+
+        # the decoder on all steps, or a random subset of them to save memory
+        pick = torch.arange(S, device=dev)
+        if self.training and 0 < cfg.decoder_steps_per_sample < S:
+            pick = torch.randperm(S, generator=generator, device=dev)[: cfg.decoder_steps_per_sample].sort().values
+        frame_audio = self.frame_audio(tokens).unflatten(2, (S, C))  # [B,P,S,C,A]
+        frame_loss = self.decoder(
+            chunks[:, :, pick].flatten(0, 2),  # [N,C,c,h,w], N = B P S'
+            cond[:, :, pick].flatten(0, 2),  # [N,M,D]
+            repeat(batch.refs, "b p c h w -> (b p s) c h w", s=len(pick)),
+            prev[:, :, pick, -1].flatten(0, 2),  # the last context frame [N,c,h,w]
+            frame_audio[:, :, pick].flatten(0, 2),  # [N,C,A]
+            level[:, :, pick].flatten(),
+            generator=generator,
+        ).unflatten(0, (B, P, len(pick)))  # [B,P,S',C]
+        valid = batch.mask.unflatten(1, (S, C))[:, None, pick].expand(-1, P, -1, -1).float()  # [B,P,S',C]
+        return self._loss_terms(frame_loss, valid, batch.speaking, pick)
+
+    def _loss_terms(self, frame_loss: Tensor, valid: Tensor, speaking: Tensor | None,
+                    pick: Tensor) -> dict[str, Tensor]:
+        def mean(weight: Tensor) -> Tensor:
+            return (frame_loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+        terms = {"loss": mean(valid)}
+        for p, name in enumerate(("left", "right")):
+            person = torch.zeros_like(valid)
+            person[:, p] = 1
+            terms[f"loss/{name}"] = mean(valid * person).detach()
+        if speaking is not None:
+            C = self.cfg.chunk_frames
+            talk = speaking.unflatten(2, (-1, C))[:, :, pick].float()  # [B,P,S',C]
+            terms["loss/speaking"] = mean(valid * talk).detach()
+            terms["loss/listening"] = mean(valid * (1 - talk)).detach()
+        return terms
+
+    # ---- generation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_stream(self, tokens: Tensor, refs: Tensor, *, emotion: Tensor | None = None,
+                        text: str | None = None, steps: int = 4, cfg: float = 1.0, seed: int = 0,
+                        callback: Callable[[int, int, Tensor], None] | None = None) -> Iterator[Tensor]:
+        """Generate one chunk step at a time: yields latents [P,C,c,h,w] (the last chunk cut to T).
+
+        tokens long [P,T] (each person's own audio codes), refs [P,c,h,w], emotion long [P,T] or [P]
+        (per frame or one label per person), text: one prompt for the dialogue. With cfg != 1 the
+        unconditional branch (both audio tracks null) runs as two more batch elements with their own
+        KV cache, fed the same generated motion. callback(step, num_steps, chunk) after each step."""
+        dev = tokens.device
+        P, T = tokens.shape
+        C = self.cfg.chunk_frames
+        S = -(-T // C)
+        tokens = F.pad(tokens, (0, S * C - T), value=self.pad_id)  # [P,S C]
+        if emotion is not None and emotion.dim() == 1:
+            emotion = emotion[:, None].expand(P, S * C)
+        elif emotion is not None:
+            emotion = F.pad(emotion, (0, S * C - T), value=-1)
+        guided = cfg != 1.0
+        branches = [tokens, torch.full_like(tokens, self.null_id)] if guided else [tokens]
+        all_tokens = torch.stack(branches)  # [G,P,S C], G branches, each a "batch element" of 2 people
+        G = all_tokens.shape[0]
+        audio = self.audio_windows(all_tokens)  # [G,P,S,C]
+        frame_audio = self.frame_audio(all_tokens).unflatten(2, (S, C))  # [G,P,S,C,A]
+        emo = self.emotion_steps(emotion[None].expand(G, -1, -1) if emotion is not None else None, (G, P, S), dev)
+        text_emb = self.backbone.text_tokens(self.text_ids([text] * G, dev))  # [G,Lt,D]
+        state = StepCache(self.backbone, repeat(text_emb, "g l d -> (g p) l d", p=P))
+        self._last_cache = state
+        generator = torch.Generator(device=dev).manual_seed(seed)
+        prev_chunk = repeat(refs, "p c h w -> p t c h w", t=C)  # [P,C,c,h,w]
+        zero = torch.zeros(G * P, device=dev)
+        for s in range(S):
+            motion = self.backbone.resampler(prev_chunk, zero[:P])  # [P,M,D]
+            motion = repeat(motion, "p m d -> g p 1 m d", g=G)  # the same generated motion for every branch
+            step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(G P),1,L,D]
+            cond = state(step[:, 0]).unflatten(0, (G, P))  # [G,P,M,D]
+            # one noise draw shared by both people keeps swapping the people an exact symmetry
+            noise = torch.randn((1, C, *self.latent_shape), generator=generator, device=dev).expand(P, -1, -1, -1, -1)
+            chunk = self.decoder.sample(
+                noise, cond[0], refs, prev_chunk[:, -1], frame_audio[0, :, s], steps=steps, guidance=cfg,
+                uncond=cond[1] if guided else None, uncond_audio=frame_audio[1, :, s] if guided else None,
+            )  # [P,C,c,h,w]
+            prev_chunk = chunk
+            out = chunk[:, : T - s * C] if s == S - 1 else chunk
+            if callback is not None:
+                callback(s, S, out)
+            yield out
+
+    @torch.no_grad()
+    def generate(self, tokens: Tensor, refs: Tensor, **kwargs) -> Tensor:
+        """All of :meth:`generate_stream` at once: latents [P,T,c,h,w]."""
+        return torch.cat(list(self.generate_stream(tokens, refs, **kwargs)), dim=1)
+
+    # ---- conditions (for tests and analysis) -----------------------------------------------------
+
+    @torch.no_grad()
+    def teacher_forced_conditions(self, tokens: Tensor, latents: Tensor, refs: Tensor) -> Tensor:
+        """Conditions [P,S,M,D] of one dialogue from ground-truth motion, in one pass (no dropout,
+        no noise, no position offset)."""
+        P, T = tokens.shape
+        C = self.cfg.chunk_frames
+        S = T // C
+        chunks = latents.unflatten(1, (S, C))  # [P,S,C,c,h,w]
+        prev = torch.cat([repeat(refs, "p c h w -> p 1 t c h w", t=C), chunks[:, :-1]], dim=1)  # [P,S,C,c,h,w]
+        motion = self.backbone.resampler(prev.flatten(0, 1), torch.zeros(P * S, device=tokens.device))
+        motion = motion.unflatten(0, (1, P, S))  # [1,P,S,M,D]
+        emotion = self.emotion_steps(None, (1, P, S), tokens.device)
+        steps = self.backbone.step_tokens(motion, self.audio_windows(tokens[None]), emotion)  # [P,S,L,D]
+        text = self.backbone.text_tokens(self.text_ids([None] * P, tokens.device))
+        return self.backbone(text, steps)
+
+    @torch.no_grad()
+    def stepwise_conditions(self, tokens: Tensor, latents: Tensor, refs: Tensor) -> tuple[Tensor, StepCache]:
+        """The same conditions computed one step at a time through the KV cache."""
+        P, T = tokens.shape
+        C = self.cfg.chunk_frames
+        S = T // C
+        audio = self.audio_windows(tokens[None])  # [1,P,S,C]
+        emotion = self.emotion_steps(None, (1, P, S), tokens.device)
+        text = self.backbone.text_tokens(self.text_ids([None] * P, tokens.device))
+        state = StepCache(self.backbone, text)
+        prev = repeat(refs, "p c h w -> p t c h w", t=C)
+        out = []
+        for s in range(S):
+            motion = self.backbone.resampler(prev, torch.zeros(P, device=tokens.device))[None, :, None]
+            step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emotion[:, :, s: s + 1])
+            out.append(state(step[:, 0]))
+            prev = latents[:, s * C: (s + 1) * C]
+        return torch.stack(out, dim=1), state  # [P,S,M,D]
