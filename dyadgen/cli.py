@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "config": "dyadgen.commands.config",
     "synth": "dyadgen.commands.synth",
     "fit-tokenizer": "dyadgen.commands.fit_tokenizer",
+    "preprocess": "dyadgen.commands.preprocess",
 }
 
 

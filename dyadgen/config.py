@@ -76,7 +76,7 @@ class VAEConfig:
     name_or_path: str = ""  # hub name, a `vae` subfolder, or a local folder; empty = random init
     subfolder: str = ""
     latent_channels: int = 8
-    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)  # factor = 2 ** (len - 1)
+    block_out_channels: tuple[int, ...] = (16, 32, 64, 64)  # factor = 2 ** (len - 1)
     layers_per_block: int = 1
     shift_factor: float = 0.0
     scaling_factor: float = 1.0

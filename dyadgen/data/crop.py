@@ -16,7 +16,7 @@ import numpy as np
 
 from dyadgen.errors import UserError
 
-FACE_FRACTION = 0.5  # face box height / crop height
+FACE_FRACTION = 0.65  # face box height / crop height: a head-and-shoulders framing
 FACE_CENTRE = 0.45  # the face centre sits at this fraction of the crop's height
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1

@@ -1,0 +1,31 @@
+"""`dyadgen preprocess`: a dataset root -> webdataset shards through the frozen encoders."""
+
+from __future__ import annotations
+
+import argparse
+
+from dyadgen.commands.config import add_config_arguments, resolve
+
+HELP = "encode a SocioEmoDialog-layout dataset into training shards (resumable)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="ROOT", help="dataset root (default: data.root of the config)")
+    parser.add_argument("--out", metavar="SHARDS", help="shard folder (default: data.shards of the config)")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dyadgen.errors import UserError
+    from dyadgen.preprocess import preprocess
+
+    cfg = resolve(args)
+    root, out = args.data or cfg.data.root, args.out or cfg.data.shards
+    if not root or not out:
+        raise UserError("preprocess needs --data ROOT and --out SHARDS (or data.root / data.shards in the config)")
+    s = preprocess(root, out, cfg)
+    print(f"wrote {s.samples} samples from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already done; "
+          f"{s.centre_crops} person-clips centre-cropped (no face found); skipped {len(s.skipped)}")
+    for path, reason in s.skipped:
+        print(f"  skipped {path}: {reason}")
+    return 0
