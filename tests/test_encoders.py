@@ -33,7 +33,7 @@ def test_exactly_25_tokens_per_second(tokenizer):
 def test_deterministic_and_batch_equals_one_by_one(tokenizer):
     wavs = [voice(2.0, 1), voice(3.3, 2)]
     one = [tokenizer.encode(w) for w in wavs]
-    assert all(torch.equal(a, b) for a, b in zip(one, tokenizer.encode_batch(wavs)))
+    assert all(torch.equal(a, b) for a, b in zip(one, tokenizer.encode_batch(wavs), strict=True))
     assert torch.equal(one[0], tokenizer.encode(wavs[0]))
     assert len(set(one[1].tolist())) > 3  # speech uses many codes, not one
 
