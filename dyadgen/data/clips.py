@@ -93,7 +93,8 @@ def crop_people(frames: np.ndarray, size: tuple[int, int],
     people = split_people(frames)
     if boxes is None:
         boxes = [clip_box(list(p)) for p in people]
-    cropped = [np.stack([crop_to_framing(f, box, size) for f in person]) for person, box in zip(people, boxes, strict=True)]
+    cropped = [np.stack([crop_to_framing(f, box, size) for f in person])
+               for person, box in zip(people, boxes, strict=True)]
     return np.stack(cropped).transpose(0, 1, 4, 2, 3), boxes  # [P,T,3,h,w]
 
 

@@ -1,0 +1,84 @@
+"""The inference folder: what ``DyadGenPipeline.from_pretrained`` and ``dyadgen infer --checkpoint`` load.
+
+    config.json              the resolved DyadGenConfig
+    model.safetensors        the model's (EMA) weights, plus its own config as model_config.json
+    audio_tokenizer/         the audio tokenizer (save_pretrained)
+    vae/                     the video VAE (save_pretrained)
+    identities.safetensors   default identities: "latents" float [K,c,h,w], "images" uint8 [K,H,W,3];
+                             identity 0 is the left person, 1 the right one
+
+Training writes it next to its accelerate state. It is written to a temporary folder and renamed,
+so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dyadgen.config import DyadGenConfig, config_from_dict
+from dyadgen.encoders import AUDIO_TOKENIZER_DIR, VAE_DIR
+from dyadgen.errors import UserError
+
+IDENTITIES = "identities.safetensors"
+
+
+@dataclass
+class InferenceFolder:
+    config: DyadGenConfig
+    model: Any  # dyadgen.models.DyadGen
+    tokenizer: Any
+    vae: Any
+    identities: dict[str, torch.Tensor]
+
+
+def save_inference_folder(folder: str | os.PathLike, cfg: DyadGenConfig, model: Any, tokenizer: Any, vae: Any,
+                          identities: dict[str, torch.Tensor] | None) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)  # model.safetensors + config.json of the model's own arguments
+    (tmp / "config.json").replace(tmp / "model_config.json")
+    cfg.save(tmp / "config.json")
+    tokenizer.save_pretrained(tmp / AUDIO_TOKENIZER_DIR)
+    vae.save_pretrained(tmp / VAE_DIR)
+    if identities is not None:
+        save_file({k: v.contiguous() for k, v in identities.items()}, str(tmp / IDENTITIES))
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
+    return folder
+
+
+def load_inference_folder(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> InferenceFolder:
+    from safetensors.torch import load_file, load_model
+
+    from dyadgen.encoders import load_audio_tokenizer, load_video_vae
+    from dyadgen.models import DyadGen
+
+    folder = Path(folder)
+    for name in ("config.json", "model_config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise UserError(f"{folder}: not a DyadGen checkpoint folder (missing {name})")
+    cfg = config_from_dict(json.loads((folder / "config.json").read_text()))
+    args = json.loads((folder / "model_config.json").read_text())
+    args["pretrained_backbone"] = False  # the weights come from model.safetensors, never the Hub
+    model = DyadGen(**args)
+    load_model(model, str(folder / "model.safetensors"))
+    identities = load_file(str(folder / IDENTITIES)) if (folder / IDENTITIES).is_file() else {}
+    return InferenceFolder(cfg, model.to(device).eval(), load_audio_tokenizer(folder / AUDIO_TOKENIZER_DIR),
+                           load_video_vae(folder / VAE_DIR), identities)

@@ -1,0 +1,57 @@
+"""The trainer's view of the shards: this process's endless training stream (its position is saved
+with every checkpoint) and a fixed held-out set for validation, samples and default identities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from dyadgen.config import DyadGenConfig
+from dyadgen.errors import UserError
+
+
+@dataclass
+class TrainData:
+    train: Any  # ShardDataset of this process's share of the train split
+    val: Any | None  # ShardDataset of the val split (None when it has too few samples)
+    latent_shape: tuple[int, int, int]
+
+    def val_batches(self) -> Iterator[dict[str, Any]]:
+        """The val split from its first batch, in a fixed order: the same batches at every validation."""
+        if self.val is None:
+            return iter(())
+        self.val.load_state_dict({"epoch": 0, "position": 0})
+        return islice(iter(self.val), len(self.val))
+
+    def first_batch(self) -> dict[str, Any]:
+        """The first val batch, or the first training batch of epoch 0 when there is no val split
+        (read from a separate loader, so the training position is untouched)."""
+        if self.val is not None:
+            return next(self.val_batches())
+        from dyadgen.data.dataset import ShardDataset
+
+        fresh = ShardDataset(self.train.root, "train", batch_size=self.train.batch_size, rank=self.train.rank,
+                             world_size=self.train.world_size, seed=self.train.seed)
+        return next(iter(fresh))
+
+
+def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
+    from dyadgen.data.dataset import ShardDataset
+
+    if not cfg.data.shards:
+        raise UserError("data.shards is empty: point it at the folder `dyadgen preprocess` wrote")
+    train = ShardDataset(cfg.data.shards, "train", batch_size=cfg.train.batch_size, rank=rank,
+                         world_size=world_size, seed=cfg.train.seed)
+    if len(train) == 0:
+        raise UserError(f"{cfg.data.shards}: {len(train.samples)} training samples are fewer than one batch of "
+                        f"{cfg.train.batch_size} on each of {world_size} process(es)")
+    window = cfg.data.window_steps * cfg.model.chunk_frames
+    stored = int(train.manifest.get("window_frames", window))
+    if stored != window:
+        raise UserError(f"{cfg.data.shards}: shards hold windows of {stored} frames, the config asks for "
+                        f"{window} (data.window_steps x model.chunk_frames); preprocess again or match the config")
+    val = ShardDataset(cfg.data.shards, "val", batch_size=cfg.train.batch_size, rank=rank,
+                       world_size=world_size, seed=cfg.train.seed, shuffle=False)
+    return TrainData(train=train, val=val if len(val) > 0 else None, latent_shape=train.latent_shape)

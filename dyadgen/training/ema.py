@@ -1,0 +1,84 @@
+"""Exponential moving average of the trainable weights: the weights that sampling and the shipped
+checkpoint use, because they are smoother than the last optimizer step's.
+
+The average lives in float32 beside the model (whatever dtype the model trains in) and covers only
+parameters that train; frozen ones are the same in both, so they are read from the model at export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """``shadow <- decay * shadow + (1 - decay) * param`` after every optimizer step.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates ``n``, so an early
+    average is not dominated by the random initialisation (a full 0.999 would take ~1000 steps to forget
+    it). ``decay = 0`` makes the average a copy of the latest weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.num_updates = 0
+        self.shadow: dict[str, torch.Tensor] = {
+            name: p.detach().float().clone() for name, p in model.named_parameters() if p.requires_grad
+        }
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        decay = self.current_decay()
+        params = dict(model.named_parameters())
+        names = list(self.shadow)
+        shadows = [self.shadow[n] for n in names]
+        currents = [params[n].detach().float() for n in names]
+        # lerp(shadow, p, 1 - decay) == decay * shadow + (1 - decay) * p, one fused op over all tensors
+        torch._foreach_lerp_(shadows, currents, 1.0 - decay)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for name, value in self.shadow.items():
+            params[name].copy_(value.to(params[name].dtype))
+
+    @contextmanager
+    def swapped_in(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Run ``model`` with the average's weights inside the block and its own weights after."""
+        backup = {name: p.detach().clone() for name, p in model.named_parameters() if name in self.shadow}
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                params = dict(model.named_parameters())
+                for name, value in backup.items():
+                    params[name].copy_(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], num_updates: int) -> None:
+        missing = set(self.shadow) - set(tensors)
+        unexpected = set(tensors) - set(self.shadow)
+        if missing or unexpected:
+            raise ValueError(
+                f"EMA weights do not match the model (missing {sorted(missing)[:3]}, "
+                f"unexpected {sorted(unexpected)[:3]})"
+            )
+        for name, value in tensors.items():
+            self.shadow[name].copy_(value)
+        self.num_updates = num_updates
+
+    def to(self, device: torch.device | str) -> EMA:
+        self.shadow = {name: t.to(device) for name, t in self.shadow.items()}
+        return self
