@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "synth": "dyadgen.commands.synth",
     "fit-tokenizer": "dyadgen.commands.fit_tokenizer",
     "preprocess": "dyadgen.commands.preprocess",
+    "bench": "dyadgen.commands.bench",
 }
 
 

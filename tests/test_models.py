@@ -190,3 +190,15 @@ def test_real_preset_counts_on_the_meta_device():
     assert abs(lm / 1e9 - 3.09) < 0.01  # Qwen2.5-3B with tied embeddings
     tokens = torch.zeros(2, 8, dtype=torch.long, device="meta")
     assert model.backbone.step_len == 3 * 8 + 2 * 4 and tokens.is_meta
+
+
+def test_bench_counts_the_real_configuration(tmp_path, capsys):
+    import json
+
+    from dyadgen.cli import main
+
+    assert main(["bench", "--params", "--json", str(tmp_path / "p.json")]) == 0
+    params = json.loads((tmp_path / "p.json").read_text())["params"]
+    assert abs(params["vae"] / 83.8e6 - 1) < 0.005  # the FLUX.1 VAE
+    assert abs(params["backbone"] / 3.09e9 - 1) < 0.005  # Qwen2.5-3B
+    assert params["decoder"] > 0 and "backbone" in capsys.readouterr().out

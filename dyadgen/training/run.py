@@ -258,32 +258,34 @@ def default_identities(data: TrainData, vae: Any, accelerator: Any) -> dict[str,
 
 
 def inference_model(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA) -> nn.Module:
-    """A plain DyadGen holding the EMA weights (LoRA merged), on the CPU, for the inference folder."""
-    import copy
+    """A plain DyadGen on the CPU holding the EMA weights (LoRA merged in), for the inference folder.
 
+    Built fresh and filled from a CPU state dict, so the training device never holds a second copy.
+    """
     from dyadgen.training.lora import has_lora, merged_state_dict
 
     unwrapped = accelerator.unwrap_model(model)
-    with ema.swapped_in(unwrapped):
-        if has_lora(unwrapped):
-            weights = merged_state_dict(unwrapped)
-            plain = build_model(cfg, num_audio_codes=unwrapped.num_audio_codes,
-                                latent_shape=tuple(unwrapped.latent_shape), pretrained=False)
-            plain.load_state_dict(weights)
-        else:
-            plain = copy.deepcopy(unwrapped)
-    return plain.float().cpu().eval()
+    if has_lora(unwrapped):
+        with ema.swapped_in(unwrapped):  # adapters and new parts only: a small swap
+            weights = {k: v.cpu() for k, v in merged_state_dict(unwrapped).items()}
+    else:
+        weights = {k: _cpu_copy(ema.shadow.get(k, v)) for k, v in unwrapped.state_dict().items()}
+    plain = build_model(cfg, num_audio_codes=unwrapped.num_audio_codes, latent_shape=tuple(unwrapped.latent_shape),
+                        pretrained=False)
+    plain.load_state_dict(weights)
+    return plain.eval()
+
+
+def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach().to("cpu", copy=True)
+    return t.float() if t.is_floating_point() else t
 
 
 def write_inference_folder(folder: Path, cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA,
                            tokenizer: Any, vae: Any, identities: dict[str, torch.Tensor] | None) -> None:
     if not accelerator.is_main_process:
         return
-    try:
-        from dyadgen.checkpoint import save_inference_folder
-    except ImportError:  # TODO(training): remove once dyadgen/checkpoint.py lands
-        print("dyadgen.checkpoint is missing: inference folder not written")
-        return
+    from dyadgen.checkpoint import save_inference_folder
 
     save_inference_folder(folder, cfg, inference_model(cfg, accelerator, model, ema), tokenizer, vae,
                           identities)
