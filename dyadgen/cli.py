@@ -13,6 +13,7 @@ import sys
 
 # name -> module; order is the order `dyadgen --help` lists them
 COMMANDS: dict[str, str] = {
+    "infer": "dyadgen.commands.infer",
     "config": "dyadgen.commands.config",
     "synth": "dyadgen.commands.synth",
     "fit-tokenizer": "dyadgen.commands.fit_tokenizer",

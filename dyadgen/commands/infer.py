@@ -1,0 +1,44 @@
+"""`dyadgen infer`: two speech tracks (or one stereo file) -> a video of both people."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "make a video of two people talking and listening from their two voices"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--left", metavar="WAV", help="the left person's speech (mono; wav/flac/mp3/m4a, any rate)")
+    parser.add_argument("--right", metavar="WAV", help="the right person's speech (mono)")
+    parser.add_argument("--dialogue", metavar="STEREO", help="one stereo file: left channel = left person")
+    parser.add_argument("--out", default="dialogue.mp4", metavar="MP4")
+    parser.add_argument("--left-ref", metavar="IMAGE", help="portrait of the left person (any size; a face is needed)")
+    parser.add_argument("--right-ref", metavar="IMAGE")
+    parser.add_argument("--checkpoint", metavar="DIR|HUB", help="inference folder (default: the bundled checkpoint)")
+    parser.add_argument("--steps", type=int, default=None, help="Euler steps of the decoder")
+    parser.add_argument("--cfg", type=float, default=None, help="guidance scale on the audio")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--left-emotion", metavar="LABEL")
+    parser.add_argument("--right-emotion", metavar="LABEL")
+    parser.add_argument("--layout", choices=["side-by-side", "separate"], default=None)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="X")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dyadgen.errors import UserError
+    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+
+    if args.dialogue is None and (args.left is None or args.right is None):
+        raise UserError("give both --left and --right, or one stereo --dialogue file")
+    pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device=args.device)
+    d = pipe.folder.config.infer
+    options = InferOptions(
+        steps=args.steps if args.steps is not None else d.steps, cfg=args.cfg if args.cfg is not None else d.cfg,
+        seed=args.seed if args.seed is not None else d.seed, left_emotion=args.left_emotion,
+        right_emotion=args.right_emotion, layout=args.layout or d.layout,
+        max_seconds=args.max_seconds if args.max_seconds is not None else d.max_seconds)
+    paths = pipe(args.left, args.right, dialogue=args.dialogue, out=args.out, left_ref=args.left_ref,
+                 right_ref=args.right_ref, options=options)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0

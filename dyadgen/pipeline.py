@@ -1,0 +1,178 @@
+"""Inference: two voices in, a video of both people out.
+
+read and check both tracks -> resample to 16 kHz -> pad the shorter one with silence -> tokenize ->
+per chunk step: backbone step for both people (KV cache) -> decoder sampling -> VAE decode -> write
+the frames as they come (memory flat in the audio's length) -> the stereo audio muxed in.
+
+    pipe = DyadGenPipeline.from_pretrained("checkpoints/dyadgen-tiny")
+    pipe("left.wav", "right.wav", out="dialogue.mp4")
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dyadgen.checkpoint import InferenceFolder, load_inference_folder
+from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.errors import UserError
+
+BUNDLED = Path(__file__).resolve().parent.parent / "checkpoints" / "dyadgen-tiny"
+
+
+@dataclass
+class InferOptions:
+    steps: int = 4
+    cfg: float = 2.0
+    seed: int = 0
+    left_emotion: str | None = None
+    right_emotion: str | None = None
+    layout: str = "side-by-side"  # or "separate"
+    max_seconds: float = 0.0  # 0 = the whole dialogue
+    text: str | None = None
+    progress: bool = True
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(device)
+
+
+def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
+    """A local inference folder for a path or a Hub name (from the local cache only)."""
+    if name is None:
+        if not (BUNDLED / "config.json").is_file():
+            raise UserError(f"{BUNDLED}: the bundled checkpoint is missing; pass --checkpoint DIR "
+                            "(a training run's inference folder)")
+        return BUNDLED
+    path = Path(name)
+    if path.exists():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name), local_files_only=True))
+    except Exception:
+        raise UserError(f"{name}: no such folder, and not in the local Hugging Face cache; download it on a "
+                        f"connected machine (`huggingface-cli download {name} --local-dir DIR`) and pass "
+                        "--checkpoint DIR") from None
+
+
+def read_tracks(left, right, dialogue, max_seconds: float) -> np.ndarray:
+    """Both people's audio float32 [P,N] at 16 kHz, the shorter padded with silence."""
+    from dyadgen.io.audio import load_audio, load_stereo
+
+    if dialogue is not None:
+        tracks = list(load_stereo(dialogue))
+    else:
+        if left is None or right is None:
+            raise UserError("give both --left and --right, or one stereo --dialogue file")
+        tracks = [np.asarray(load_audio(left)) if not isinstance(left, np.ndarray) else left.astype(np.float32),
+                  np.asarray(load_audio(right)) if not isinstance(right, np.ndarray) else right.astype(np.float32)]
+    n = max(len(t) for t in tracks)
+    if max_seconds > 0:
+        n = min(n, int(max_seconds * SAMPLE_RATE))
+    n = frames_for_samples(n) * SAMPLES_PER_FRAME
+    if n == 0:
+        raise UserError("the audio is shorter than one video frame (40 ms)")
+    return np.stack([np.pad(t[:n], (0, max(0, n - len(t)))) for t in tracks]).astype(np.float32)
+
+
+class DyadGenPipeline:
+    def __init__(self, folder: InferenceFolder, device: torch.device):
+        self.folder, self.device = folder, device
+        self.model = folder.model.to(device)
+        self.size = (folder.config.data.height, folder.config.data.width)
+
+    @classmethod
+    def from_pretrained(cls, name: str | os.PathLike | None = None, *, device: str = "auto") -> DyadGenPipeline:
+        dev = pick_device(device)
+        return cls(load_inference_folder(resolve_checkpoint(name), device=dev), dev)
+
+    def references(self, left_ref, right_ref) -> torch.Tensor:
+        """Reference latents [P,c,h,w]: user portraits by the crop rule, else the default identities."""
+        from dyadgen.data.crop import crop_portrait
+
+        out = []
+        for p, ref in enumerate((left_ref, right_ref)):
+            if ref is None:
+                if "latents" not in self.folder.identities:
+                    raise UserError("this checkpoint has no default identities: give --left-ref and --right-ref")
+                out.append(self.folder.identities["latents"][p].float())
+                continue
+            image = crop_portrait(ref, self.size)  # uint8 [H,W,3]
+            pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1,3,H,W]
+            out.append(self.folder.vae.encode(pixels)[0])
+        return torch.stack(out).to(self.device)  # [P,c,h,w]
+
+    def emotions(self, left: str | None, right: str | None) -> torch.Tensor | None:
+        from dyadgen.data.emotions import EMOTIONS, emotion_id
+
+        if left is None and right is None:
+            return None
+        ids = []
+        for label in (left, right):
+            i = emotion_id(label) if label else -1
+            if label and i < 0:
+                raise UserError(f"unknown emotion {label!r} (choose from {', '.join(EMOTIONS)})")
+            ids.append(i)
+        return torch.tensor(ids, device=self.device)
+
+    def __call__(self, left=None, right=None, *, dialogue=None, out: str | os.PathLike = "dialogue.mp4",
+                 left_ref=None, right_ref=None, options: InferOptions | None = None) -> list[Path]:
+        """Write the video(s); returns their paths (one side-by-side file, or left and right files)."""
+        from tqdm.auto import tqdm
+
+        from dyadgen.io.video import VideoWriter
+
+        opt = options or InferOptions()
+        audio = read_tracks(left, right, dialogue, opt.max_seconds)  # [P,N]
+        tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
+        refs = self.references(left_ref, right_ref)
+        emotion = self.emotions(opt.left_emotion, opt.right_emotion)
+        T = tokens.shape[1]
+        H, W = self.size
+        out = Path(out)
+        if opt.layout == "separate":
+            paths = [out.with_name(f"{out.stem}_left{out.suffix}"), out.with_name(f"{out.stem}_right{out.suffix}")]
+            writers = [VideoWriter(p, width=W, height=H, audio=audio[i: i + 1]) for i, p in enumerate(paths)]
+        elif opt.layout == "side-by-side":
+            paths = [out]
+            writers = [VideoWriter(out, width=2 * W, height=H, audio=audio)]
+        else:
+            raise UserError(f"--layout {opt.layout}: choose side-by-side or separate")
+        bar = tqdm(total=-(-T // self.model.cfg.chunk_frames), desc="generating", unit="step", disable=not opt.progress)
+        start, done = time.perf_counter(), 0
+        try:
+            for chunk in self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text, steps=opt.steps,
+                                                    cfg=opt.cfg, seed=opt.seed):  # [P,t,c,h,w]
+                frames = [self._pixels(chunk[p]) for p in range(2)]  # [t,H,W,3] each
+                if len(writers) == 1:
+                    writers[0].write(np.concatenate(frames, axis=2))
+                else:
+                    for w, f in zip(writers, frames, strict=True):
+                        w.write(f)
+                done += chunk.shape[1]
+                bar.update(1)
+                bar.set_postfix(rtf=f"{(done / FPS) / (time.perf_counter() - start):.2f}x")
+            for w in writers:
+                w.close()
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        finally:
+            bar.close()
+        return paths
+
+    def _pixels(self, latents: torch.Tensor) -> np.ndarray:
+        frames = self.folder.vae.decode(latents.float().cpu())  # [t,3,H,W] in [-1,1]
+        return ((frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
