@@ -174,7 +174,10 @@ def make_accelerator(cfg: DyadGenConfig) -> Any:
     # Condition dropout can leave a part unused in a step (e.g. the text encoder when every prompt is
     # dropped); DDP must then not wait for its gradients.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=tc.grad_accum,
+    # Several processes and no GPU: accelerate only picks gloo on the CPU when told to (otherwise each
+    # process would train alone and all of them would write the same files).
+    cpu = "LOCAL_RANK" in os.environ and not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=tc.grad_accum,
                        log_with=log_with, project_config=project, kwargs_handlers=[ddp])
 
 
