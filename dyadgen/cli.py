@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "synth": "dyadgen.commands.synth",
     "fit-tokenizer": "dyadgen.commands.fit_tokenizer",
     "preprocess": "dyadgen.commands.preprocess",
+    "dataset-stats": "dyadgen.commands.dataset_stats",
     "bench": "dyadgen.commands.bench",
 }
 

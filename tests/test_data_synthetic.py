@@ -73,3 +73,25 @@ def test_synth_command_is_resumable(tmp_path, capsys):
     assert main(args) == 0  # a finished dialogue is not written again
     assert (tmp_path / "990101_000_synth" / "990101_000_synth.mp4").stat().st_mtime_ns == first
     assert "wrote 1 dialogues" in capsys.readouterr().out
+
+
+def test_dataset_stats_counts_and_lists_skipped_files(corpus, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(corpus, root)
+    (root / "990101_000_synth" / "990101_000_synth_right_speaker_diarization_asr.json").unlink()
+    broken = root / "990101_999_synth"
+    broken.mkdir()
+    assert main(["dataset-stats", str(root), "--json", str(tmp_path / "s.json")]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    script = json.loads((root / "script.json").read_text())["990101_000"]
+    assert stats["dialogues"] == 1 and stats["videos"] == 1 and stats["hours"] > 0
+    assert stats["utterances"] == len(script["utterances"])
+    assert sum(stats["emotions"].values()) == stats["utterances"] and len(stats["emotions"]) >= 19
+    left_turns = sum(u["speaker_id"] == 0 for u in script["utterances"])
+    assert stats["turns"] == left_turns  # the right side's ASR json is gone
+    reasons = {s["file"].split("/")[-1]: s["reason"] for s in stats["skipped"]}
+    assert reasons["990101_000_synth_right_speaker_diarization_asr.json"] == "missing ASR json"
+    assert "no video" in reasons["990101_999_synth"]
+    assert "skipped" in capsys.readouterr().out
