@@ -224,7 +224,6 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         emo = self.emotion_steps(emotion[None].expand(G, -1, -1) if emotion is not None else None, (G, P, S), dev)
         text_emb = self.backbone.text_tokens(self.text_ids([text] * G, dev))  # [G,Lt,D]
         state = StepCache(self.backbone, repeat(text_emb, "g l d -> (g p) l d", p=P))
-        self._last_cache = state
         generator = torch.Generator(device=dev).manual_seed(seed)
         prev_chunk = repeat(refs, "p c h w -> p t c h w", t=C)  # [P,C,c,h,w]
         zero = torch.zeros(G * P, device=dev)
