@@ -75,8 +75,8 @@ def read_tracks(left, right, dialogue, max_seconds: float) -> np.ndarray:
     else:
         if left is None or right is None:
             raise UserError("give both --left and --right, or one stereo --dialogue file")
-        tracks = [np.asarray(load_audio(left)) if not isinstance(left, np.ndarray) else left.astype(np.float32),
-                  np.asarray(load_audio(right)) if not isinstance(right, np.ndarray) else right.astype(np.float32)]
+        # a file to read and check, or samples already at 16 kHz (from a notebook)
+        tracks = [t.astype(np.float32) if isinstance(t, np.ndarray) else load_audio(t) for t in (left, right)]
     n = max(len(t) for t in tracks)
     if max_seconds > 0:
         n = min(n, int(max_seconds * SAMPLE_RATE))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dyadgen.clock import SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.clock import FPS, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.config import DyadGenConfig
 from dyadgen.data.clips import crop_people, decode_frames
 from dyadgen.data.emotions import emotion_id
@@ -52,7 +52,7 @@ def video_labels(video: Video, num_frames: int) -> tuple[np.ndarray, np.ndarray]
     emotion = np.full((2, num_frames), -1, np.int64)
     for turn in video.turns:
         p = 0 if turn.side == "left" else 1
-        f0, f1 = int(turn.start * 25), min(num_frames, int(np.ceil(turn.end * 25)))
+        f0, f1 = int(turn.start * FPS), min(num_frames, int(np.ceil(turn.end * FPS)))
         speaking[p, f0:f1] = True
         if turn.emotion:
             emotion[p, f0:] = emotion_id(turn.emotion)

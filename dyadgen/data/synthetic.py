@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.clock import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.data.emotions import EMOTIONS, emotion_id, expression
 from dyadgen.data.faces import FaceLook, FacePose, draw_face
 from dyadgen.data.voices import PHRASES, Voice, have_espeak, speak
@@ -227,4 +227,4 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, workers
     return root
 
 
-__all__ = ["FPS", "synthesize", "write_dialogue", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG"]
+__all__ = ["synthesize", "write_dialogue", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG"]

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from dyadgen.config import VAEConfig
-from dyadgen.encoders.hub import resolve_folder
+from dyadgen.encoders.hub import resolve_file, resolve_folder
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 
 def build_autoencoder_kl(cfg: VAEConfig):
@@ -102,12 +104,8 @@ class VideoVAE(nn.Module):
 def _load_diffusers(class_name: str, name: str, subfolder: str) -> nn.Module:
     import diffusers
 
-    folder = resolve_folder(name, subfolder=subfolder, what=f"the {class_name} VAE")
-    weights = [f for f in ("diffusion_pytorch_model.safetensors",) if (Path(folder) / f).is_file()]
-    if not weights and not Path(name).exists():
-        from dyadgen.encoders.hub import resolve_file
-
-        weights_name = "diffusion_pytorch_model.safetensors"
-        inner = f"{subfolder}/{weights_name}" if subfolder else weights_name
-        folder = resolve_file(name, inner, what=f"the {class_name} VAE").parent
+    what = f"the {class_name} VAE"
+    folder = resolve_folder(name, subfolder=subfolder, what=what)
+    if not (folder / WEIGHTS_NAME).is_file() and not Path(name).exists():  # a Hub repo: fetch the weights too
+        folder = resolve_file(name, f"{subfolder}/{WEIGHTS_NAME}" if subfolder else WEIGHTS_NAME, what=what).parent
     return getattr(diffusers, class_name).from_pretrained(str(folder), use_safetensors=True)
