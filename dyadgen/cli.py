@@ -17,8 +17,10 @@ COMMANDS: dict[str, str] = {
     "config": "dyadgen.commands.config",
     "synth": "dyadgen.commands.synth",
     "fit-tokenizer": "dyadgen.commands.fit_tokenizer",
+    "prepare-raw": "dyadgen.commands.prepare_raw",
     "preprocess": "dyadgen.commands.preprocess",
     "dataset-stats": "dyadgen.commands.dataset_stats",
+    "evaluate": "dyadgen.commands.evaluate",
     "bench": "dyadgen.commands.bench",
 }
 

@@ -163,7 +163,6 @@ class TrainConfig:
     sample_every: int = 1000
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
     tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
-    decoder_steps_per_clip: int = 0  # >0: decoder loss on a random subset of chunk steps
     min_lr_ratio: float = 0.1  # the cosine ends at this fraction of each group's lr
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95

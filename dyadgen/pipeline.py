@@ -126,6 +126,23 @@ class DyadGenPipeline:
             ids.append(i)
         return torch.tensor(ids, device=self.device)
 
+    def _stream(self, audio: np.ndarray, left_ref, right_ref, opt: InferOptions):
+        """(number of chunk steps, iterator of latents [P,t,c,h,w]) for tracks [P,N] at 16 kHz."""
+        tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
+        refs = self.references(left_ref, right_ref)
+        emotion = self.emotions(opt.left_emotion, opt.right_emotion)
+        chunks = self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text, steps=opt.steps,
+                                            cfg=opt.cfg, seed=opt.seed)
+        return -(-tokens.shape[1] // self.model.cfg.chunk_frames), chunks
+
+    def frames(self, left=None, right=None, *, dialogue=None, left_ref=None, right_ref=None,
+               options: InferOptions | None = None) -> np.ndarray:
+        """Generate without writing a file: uint8 frames [P,T,H,W,3] (for notebooks and evaluation)."""
+        opt = options or InferOptions(progress=False)
+        _, chunks = self._stream(read_tracks(left, right, dialogue, opt.max_seconds), left_ref, right_ref, opt)
+        out = [np.stack([self._pixels(chunk[p]) for p in range(2)]) for chunk in chunks]  # [P,t,H,W,3] each
+        return np.concatenate(out, axis=1)
+
     def __call__(self, left=None, right=None, *, dialogue=None, out: str | os.PathLike = "dialogue.mp4",
                  left_ref=None, right_ref=None, options: InferOptions | None = None) -> list[Path]:
         """Write the video(s); returns their paths (one side-by-side file, or left and right files)."""
@@ -135,10 +152,7 @@ class DyadGenPipeline:
 
         opt = options or InferOptions()
         audio = read_tracks(left, right, dialogue, opt.max_seconds)  # [P,N]
-        tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
-        refs = self.references(left_ref, right_ref)
-        emotion = self.emotions(opt.left_emotion, opt.right_emotion)
-        T = tokens.shape[1]
+        num_steps, chunks = self._stream(audio, left_ref, right_ref, opt)
         H, W = self.size
         out = Path(out)
         if opt.layout == "separate":
@@ -149,11 +163,10 @@ class DyadGenPipeline:
             writers = [VideoWriter(out, width=2 * W, height=H, audio=audio)]
         else:
             raise UserError(f"--layout {opt.layout}: choose side-by-side or separate")
-        bar = tqdm(total=-(-T // self.model.cfg.chunk_frames), desc="generating", unit="step", disable=not opt.progress)
+        bar = tqdm(total=num_steps, desc="generating", unit="step", disable=not opt.progress)
         start, done = time.perf_counter(), 0
         try:
-            for chunk in self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text, steps=opt.steps,
-                                                    cfg=opt.cfg, seed=opt.seed):  # [P,t,c,h,w]
+            for chunk in chunks:  # [P,t,c,h,w]
                 frames = [self._pixels(chunk[p]) for p in range(2)]  # [t,H,W,3] each
                 if len(writers) == 1:
                     writers[0].write(np.concatenate(frames, axis=2))

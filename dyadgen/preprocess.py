@@ -106,36 +106,85 @@ def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, sp
         yield f"{video.name}_{start:07d}", tensors, meta
 
 
-def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConfig, *,
-               progress: bool = True) -> Summary:
-    from tqdm.auto import tqdm
+class _Encoders:
+    """The frozen encoders, loaded once per process (the main one or each worker)."""
 
-    from dyadgen.encoders import load_audio_tokenizer, load_video_vae
+    tokenizer = None
+    vae = None
+
+    @classmethod
+    def load(cls, cfg: DyadGenConfig, threads: int | None = None) -> None:
+        from dyadgen.encoders import load_audio_tokenizer, load_video_vae
+
+        if threads:
+            torch.set_num_threads(threads)
+        cls.tokenizer, cls.vae = load_audio_tokenizer(cfg.audio_tokenizer), load_video_vae(cfg.vae)
+
+
+def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGenConfig) -> dict:
+    """Encode one video and write its shard (atomically). Returns counts or the reason it was skipped."""
+    try:
+        encoded = encode_video(video, cfg, _Encoders.tokenizer, _Encoders.vae)
+    except UserError as err:  # a bad video is skipped and counted, never fatal
+        return {"skipped": str(err)}
+    n = write_shard(shard, list(video_samples(video, encoded, cfg, text, split)))
+    return {"samples": n, "centre_crops": encoded["centre_crops"]}
+
+
+def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConfig, *,
+               workers: int = 1, progress: bool = True) -> Summary:
+    """Encode every video of ``root`` into ``<out>/<split>/<video>.tar``; videos whose shard exists are
+    skipped (resume). With ``workers`` > 1 videos are encoded in that many processes, the CPU
+    threads shared between them."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index = index_dataset(root, script_json=cfg.data.script_json, video_to_dialogue=cfg.data.video_to_dialogue)
     summary = Summary(skipped=list(index.problems))
-    tokenizer, vae = load_audio_tokenizer(cfg.audio_tokenizer), load_video_vae(cfg.vae)
-    for video in tqdm(index.videos, desc="preprocess", disable=not progress):
+    jobs = []
+    for video in index.videos:
         split = split_of(video.dialogue_id or video.name, cfg.data.val_fraction, cfg.data.test_fraction)
         shard = out / split / f"{video.name}.tar"
         if shard.is_file():
             summary.resumed += 1
             continue
         shard.parent.mkdir(exist_ok=True)
-        try:
-            encoded = encode_video(video, cfg, tokenizer, vae)
-        except UserError as err:  # a bad video is skipped and counted, never fatal
-            summary.skipped.append((str(video.folder), str(err)))
-            continue
-        script = index.scripts.get(video.dialogue_id, {})
-        text = script.get("topic_label", "")
-        n = write_shard(shard, list(video_samples(video, encoded, cfg, text, split)))
+        text = index.scripts.get(video.dialogue_id, {}).get("topic_label", "")
+        jobs.append((video, shard, split, text))
+
+    def record(video: Video, split: str, result: dict) -> None:
+        if "skipped" in result:
+            summary.skipped.append((str(video.folder), result["skipped"]))
+            return
         summary.videos += 1
-        summary.samples += n
-        summary.splits[split] += n
-        summary.centre_crops += encoded["centre_crops"]
+        summary.samples += result["samples"]
+        summary.splits[split] += result["samples"]
+        summary.centre_crops += result["centre_crops"]
+
+    bar = tqdm(total=len(jobs), desc="preprocess", disable=not progress)
+    if workers <= 1:
+        _Encoders.load(cfg)
+        for video, shard, split, text in jobs:
+            record(video, split, _process_video(video, shard, split, text, cfg))
+            bar.update(1)
+    elif jobs:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_Encoders.load,
+                                 initargs=(cfg, threads)) as pool:
+            futures = {pool.submit(_process_video, video, shard, split, text, cfg): (video, split)
+                       for video, shard, split, text in jobs}
+            for future in as_completed(futures):
+                video, split = futures[future]
+                record(video, split, future.result())
+                bar.update(1)
+    bar.close()
+    if _Encoders.vae is None:
+        _Encoders.load(cfg)
+    tokenizer, vae = _Encoders.tokenizer, _Encoders.vae
     c, f = vae.latent_channels, vae.factor
     write_manifest(out, {"latent_shape": [c, cfg.data.height // f, cfg.data.width // f],
                          "num_audio_codes": tokenizer.num_codes, "window_frames": cfg.data.window_steps

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dyadgen.clock import SAMPLE_RATE
+
 SIDES = ("left", "right")
 
 
@@ -54,6 +56,12 @@ class DatasetIndex:
 def parse_time(text: str) -> float:
     h, m, s = text.split(":")
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def timestamp(samples: int) -> str:
+    """16 kHz samples -> HH:MM:SS.mmm, the ASR json's time format (the inverse of parse_time)."""
+    ms = round(samples * 1000 / SAMPLE_RATE)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
 def _load_json(path: Path, problems: list[tuple[str, str]]):

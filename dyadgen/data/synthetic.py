@@ -31,6 +31,7 @@ import numpy as np
 from dyadgen.clock import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.data.emotions import EMOTIONS, emotion_id, expression
 from dyadgen.data.faces import FaceLook, FacePose, draw_face
+from dyadgen.data.socioemodialog import timestamp
 from dyadgen.data.voices import PHRASES, Voice, have_espeak, speak
 from dyadgen.io.audio import write_wav
 from dyadgen.io.video import VideoWriter
@@ -130,11 +131,6 @@ def render_frames(looks: list[FaceLook], truth: dict[str, np.ndarray]):
                             blink=bool(truth["blink"][p, t]), smile=smile, brows=brows)
             halves.append(draw_face(looks[p], pose, HALF_HEIGHT, HALF_WIDTH))
         yield np.concatenate(halves, axis=1)
-
-
-def timestamp(samples: int) -> str:
-    ms = round(samples * 1000 / SAMPLE_RATE)
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
 def write_dialogue(root: Path, index: int, seed: int, use_espeak: bool) -> tuple[str, str, dict]:

@@ -251,9 +251,18 @@ def _val_batches(cfg: DyadGenConfig, accelerator: Any, data: Any) -> list[Any]:
 
 def default_identities(data: TrainData, vae: Any, accelerator: Any) -> dict[str, torch.Tensor]:
     """Identity 0 = the left person, 1 = the right person of the first held-out sample (or the first
-    training sample when there is no held-out split): reference latents and their decoded images."""
+    training sample when there is no held-out split): for each, the first frame of the window where
+    that person is silent (a neutral face; the drawn reference when they speak throughout), as
+    reference latents and their decoded images."""
     batch = data.first_batch()
     latents = batch["refs"][0].float()  # [P,c,h,w]
+    speaking = batch.get("speaking")
+    if speaking is not None:
+        latents = latents.clone()
+        for p in range(latents.shape[0]):
+            silent = (~speaking[0, p].bool()).nonzero()
+            if len(silent):
+                latents[p] = batch["latents"][0, p, silent[0, 0]].float()
     with torch.no_grad():
         frames = vae.decode(latents)  # [P,3,H,W] in [-1,1]
     images = ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)  # [P,H,W,3]

@@ -1,0 +1,7 @@
+"""`python -m dyadgen` is the `dyadgen` command."""
+
+import sys
+
+from dyadgen.cli import main
+
+sys.exit(main())

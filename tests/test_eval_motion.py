@@ -1,0 +1,35 @@
+"""Mouth opening and head nods measured back from pixels of the synthetic faces."""
+
+import numpy as np
+
+from dyadgen.data.crop import clip_box, crop_to_framing
+from dyadgen.data.faces import FaceLook, FacePose, draw_face
+from dyadgen.eval import correlation, head_drop, mouth_opening
+
+
+def render(mouth: np.ndarray, nod: np.ndarray, seed: int) -> np.ndarray:
+    """One person's frames cropped like the training data: uint8 [T,3,128,112]."""
+    look = FaceLook.random(np.random.default_rng(seed))
+    poses = [FacePose(mouth=float(m), nod=float(n)) for m, n in zip(mouth, nod, strict=True)]
+    frames = [draw_face(look, pose, 160, 144) for pose in poses]
+    box = clip_box(frames)
+    return np.stack([crop_to_framing(f, box, (128, 112)) for f in frames]).transpose(0, 3, 1, 2)
+
+
+def test_mouth_opening_follows_the_drawn_mouth_and_is_zero_when_closed():
+    t = np.arange(60)
+    mouth = np.where(t < 40, np.clip(np.sin(t / 3.0), 0, 1), 0.0)  # talks, then stays closed
+    for seed in range(4):
+        measured = mouth_opening(render(mouth, np.zeros(60), seed))
+        assert correlation(measured[:40], mouth[:40]) > 0.9
+        assert measured[40:].max() == 0.0
+        assert measured[:40].max() > 0.03
+
+
+def test_head_drop_follows_a_nod():
+    nod = np.zeros(50)
+    nod[20:35] = np.sin(np.pi * np.arange(15) / 15)
+    for seed in range(3):
+        drop = head_drop(render(np.zeros(50), nod, seed))
+        assert correlation(drop, nod) > 0.8
+        assert drop[:15].max() - drop[:15].min() <= 1  # still before the nod
