@@ -51,9 +51,8 @@ class DataConfig:
     val_fraction: float = 0.05  # held-out dialogues by hash of the dialogue id
     test_fraction: float = 0.05
     actor_map: str = ""  # optional json {video_name: {"left": actor, "right": actor}} for unseen-actor splits
-    samples_per_shard: int = 64
     num_workers: int = 0  # dataloader workers per rank
-    preprocess_workers: int = 1
+    preprocess_workers: int = 1  # videos encoded at once by `dyadgen preprocess` (its --workers)
 
 
 @dataclass

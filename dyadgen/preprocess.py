@@ -31,7 +31,7 @@ from dyadgen.data.clips import crop_people, decode_frames
 from dyadgen.data.emotions import emotion_id
 from dyadgen.data.shards import write_manifest, write_shard
 from dyadgen.data.socioemodialog import Video, index_dataset
-from dyadgen.data.splits import split_of
+from dyadgen.data.splits import Splitter
 from dyadgen.errors import UserError
 from dyadgen.io.audio import load_audio
 
@@ -145,9 +145,14 @@ def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConf
     out.mkdir(parents=True, exist_ok=True)
     index = index_dataset(root, script_json=cfg.data.script_json, video_to_dialogue=cfg.data.video_to_dialogue)
     summary = Summary(skipped=list(index.problems))
+    splitter = Splitter(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.actor_map)
     jobs = []
     for video in index.videos:
-        split = split_of(video.dialogue_id or video.name, cfg.data.val_fraction, cfg.data.test_fraction)
+        try:
+            split = splitter(video.name, video.dialogue_id)
+        except UserError as err:
+            summary.skipped.append((str(video.folder), str(err)))
+            continue
         shard = out / split / f"{video.name}.tar"
         if shard.is_file():
             summary.resumed += 1

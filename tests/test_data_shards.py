@@ -79,3 +79,34 @@ def test_splits_are_deterministic_hashes_of_the_dialogue():
     splits = [split_of(i) for i in ids]
     assert splits == [split_of(i) for i in ids]
     assert 60 < splits.count("val") < 140 and 60 < splits.count("test") < 140
+
+
+def test_dataloader_workers_give_the_same_batches_and_position(tmp_path):
+    make_shards(tmp_path)
+    one = ShardDataset(tmp_path, batch_size=3, seed=2)
+    expected = seen(one, 10)
+    two = ShardDataset(tmp_path, batch_size=3, seed=2)
+    it = two.batches(num_workers=2)
+    assert [tuple(next(it)["text"]) for _ in range(10)] == expected  # crosses the epoch boundary
+    assert two.state_dict() == one.state_dict()
+
+
+def test_unseen_actor_split_never_trains_on_a_held_out_actor(tmp_path):
+    import json
+
+    import pytest
+
+    from dyadgen.data.splits import Splitter, split_of
+    from dyadgen.errors import UserError
+
+    actors = [f"actor{i}" for i in range(30)]
+    videos = {f"v{i}": {"left": actors[i % 30], "right": actors[(7 * i + 3) % 30]} for i in range(200)}
+    (tmp_path / "actors.json").write_text(json.dumps(videos))
+    splitter = Splitter(0.1, 0.1, str(tmp_path / "actors.json"))
+    splits = {v: splitter(v) for v in videos}
+    held_out = {a for a in actors if split_of(f"actor:{a}", 0.1, 0.1) != "train"}
+    assert held_out and set(splits.values()) >= {"train", "test"}
+    trained = {a for v, s in splits.items() if s == "train" for a in videos[v].values()}
+    assert not trained & held_out
+    with pytest.raises(UserError, match="not in the actor map"):
+        splitter("unknown_video")

@@ -12,8 +12,8 @@ HELP = "encode a SocioEmoDialog-layout dataset into training shards (resumable)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="ROOT", help="dataset root (default: data.root of the config)")
     parser.add_argument("--out", metavar="SHARDS", help="shard folder (default: data.shards of the config)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="encode this many videos at once, in separate processes (default 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="videos encoded at once, in separate processes (default: data.preprocess_workers)")
     add_config_arguments(parser)
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     root, out = args.data or cfg.data.root, args.out or cfg.data.shards
     if not root or not out:
         raise UserError("preprocess needs --data ROOT and --out SHARDS (or data.root / data.shards in the config)")
-    s = preprocess(root, out, cfg, workers=args.workers)
+    s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers)
     print(f"wrote {s.samples} samples from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already done; "
           f"{s.centre_crops} person-clips centre-cropped (no face found); skipped {len(s.skipped)}")
     for path, reason in s.skipped:

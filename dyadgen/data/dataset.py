@@ -5,6 +5,8 @@ R takes every R-th sample of it, cut to the same count on every rank, so every r
 number of batches. Samples are read one by one from their shard (never the whole corpus), one
 reference latent per person is drawn per sample (seeded by epoch and sample), and the position
 (epoch, batches done) is the loader's ``state_dict``: a resumed run continues at the same sample.
+With ``batches(num_workers)`` the samples are read by that many DataLoader worker processes, worker
+w reading every w-th batch, so the batches and their order are those of one process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from dyadgen.data.shards import ShardReader, read_manifest
 
 
-class ShardDataset:
+class ShardDataset(torch.utils.data.IterableDataset):
     def __init__(self, shards: str | Path, split: str = "train", *, batch_size: int = 4, rank: int = 0,
                  world_size: int = 1, seed: int = 0, shuffle: bool = True):
         self.root = Path(shards)
@@ -69,14 +71,34 @@ class ShardDataset:
         if len(self) == 0:
             raise ValueError(f"{self.root}: split {self.split!r} has {len(self.samples)} samples, fewer than "
                              f"one batch of {self.batch_size} on each of {self.world_size} ranks")
+        info = torch.utils.data.get_worker_info()  # inside a DataLoader worker: read only its share
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        k = 0  # batches since this iterator started; batch k is read by worker k % workers
         while True:
             order = self._order(self.epoch)
             while self.position < len(self):
-                picks = order[self.position * self.batch_size: (self.position + 1) * self.batch_size]
-                batch = collate([self.read(int(i), self.epoch) for i in picks])
+                mine = k % workers == worker
+                if mine:
+                    picks = order[self.position * self.batch_size: (self.position + 1) * self.batch_size]
+                    batch = collate([self.read(int(i), self.epoch) for i in picks])
                 self.position += 1
-                yield batch
+                k += 1
+                if mine:
+                    yield batch
             self.epoch, self.position = self.epoch + 1, 0
+
+    def batches(self, num_workers: int = 0):
+        """Endless batches as ``iter(self)`` gives them, read by ``num_workers`` DataLoader processes
+        (0: in this process); the position (``state_dict``) counts the batches handed out here."""
+        if num_workers <= 0:
+            yield from self
+            return
+        loader = torch.utils.data.DataLoader(self, batch_size=None, num_workers=num_workers)
+        for batch in loader:  # the DataLoader takes its workers' batches in turn: the one-process order
+            self.position += 1
+            if self.position == len(self):
+                self.epoch, self.position = self.epoch + 1, 0
+            yield batch
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

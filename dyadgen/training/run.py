@@ -78,7 +78,7 @@ def train(cfg: DyadGenConfig) -> int:
 
     identities = default_identities(data, vae, accelerator) if is_main else None
     guard = NonFiniteGuard(tc.max_nonfinite)
-    batches = iter(data.train)
+    batches = data.train.batches(cfg.data.num_workers)
     accelerator.print(f"training {count_parameters(model):,} parameters ({count_parameters(model, True):,} "
                       f"trainable) on {accelerator.num_processes} process(es), global batch "
                       f"{tc.batch_size * grad_accum * accelerator.num_processes}")
