@@ -27,7 +27,7 @@ import torch
 
 from dyadgen.clock import FPS, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.config import DyadGenConfig
-from dyadgen.data.clips import crop_people, decode_frames
+from dyadgen.data.clips import align_to_clip, crop_people, decode_frames
 from dyadgen.data.emotions import emotion_id
 from dyadgen.data.shards import write_manifest, write_shard
 from dyadgen.data.socioemodialog import Video, index_dataset
@@ -42,6 +42,7 @@ class Summary:
     samples: int = 0
     resumed: int = 0
     centre_crops: int = 0
+    skipped_clips: int = 0  # turn clips (of videos without a raw video) too short or misaligned
     skipped: list[tuple[str, str]] = field(default_factory=list)
     splits: Counter = field(default_factory=Counter)
 
@@ -59,23 +60,73 @@ def video_labels(video: Video, num_frames: int) -> tuple[np.ndarray, np.ndarray]
     return speaking, emotion
 
 
-def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae) -> dict[str, torch.Tensor]:
-    """All frames of one video through the encoders: tokens [P,T], latents [P,T,c,h,w], labels."""
-    if video.raw_video is None:
-        raise UserError(f"{video.folder}: no raw video {video.name}.mp4 (preprocess cuts windows from the raw "
-                        "video; run `dyadgen prepare-raw` on raw files)")
-    audio = [load_audio(video.channel_wavs[side]) for side in ("left", "right")]
-    frames = decode_frames(video.raw_video)  # [T,H,W,3]
-    T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
-    if T < cfg.model.chunk_frames * cfg.data.window_steps:
-        raise UserError(f"{video.raw_video}: {T} frames, shorter than one training window")
-    people, boxes = crop_people(frames[:T], (cfg.data.height, cfg.data.width))  # [P,T,3,h,w]
+def _encode(frames: np.ndarray, audio: list[np.ndarray], cfg: DyadGenConfig, tokenizer, vae) -> dict:
+    """Side-by-side frames [T,H,W,3] and the two tracks -> tokens [P,T], latents [P,T,c,h,w]."""
+    T = len(frames)
+    people, boxes = crop_people(frames, (cfg.data.height, cfg.data.width))  # [P,T,3,h,w]
     tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]) for a in audio])  # [P,T]
     pixels = torch.from_numpy(people).float() / 127.5 - 1  # [P,T,3,h,w] in [-1,1]
     latents = torch.stack([vae.encode(pixels[p]) for p in range(2)])  # [P,T,c,h,w]
+    return {"tokens": tokens, "latents": latents, "centre_crops": sum(b is None for b in boxes)}
+
+
+def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae) -> dict:
+    """A video through the encoders: ``segments``, each with tokens [P,T], latents [P,T,c,h,w],
+    speaking [P,T], emotion [P,T] and a name. From the raw video: one segment, the whole video. From
+    turn clips only (no raw video): one segment per clip, aligned to its wav segments by read_turn;
+    clips shorter than a window or still misaligned are skipped and counted."""
+    window = cfg.model.chunk_frames * cfg.data.window_steps
+    if video.raw_video is None:
+        return _encode_turn_clips(video, cfg, tokenizer, vae, window)
+    audio = [load_audio(video.channel_wavs[side]) for side in ("left", "right")]
+    frames = decode_frames(video.raw_video)  # [T,H,W,3]
+    T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
+    if T < window:
+        raise UserError(f"{video.raw_video}: {T} frames, shorter than one training window")
+    segment = _encode(frames[:T], audio, cfg, tokenizer, vae)
     speaking, emotion = video_labels(video, T)
-    return {"tokens": tokens, "latents": latents, "speaking": torch.from_numpy(speaking),
-            "emotion": torch.from_numpy(emotion), "centre_crops": sum(b is None for b in boxes)}
+    segment.update(name="", speaking=torch.from_numpy(speaking), emotion=torch.from_numpy(emotion))
+    return {"segments": [segment], "centre_crops": segment.pop("centre_crops"), "skipped_clips": 0}
+
+
+def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int) -> dict:
+    turns = {t.index: t for t in video.turns}
+    segments, centre_crops, skipped = [], 0, 0
+    for clip in video.clips:
+        turn = turns.get(int(clip.stem)) if clip.stem.isdigit() else None
+        wavs = [video.folder / f"wav_{side}_segments" / f"{clip.stem}.wav" for side in ("left", "right")]
+        try:
+            frames, audio = read_clip(clip, wavs)
+        except UserError:
+            skipped += 1
+            continue
+        if len(frames) < window:
+            skipped += 1
+            continue
+        segment = _encode(frames, audio, cfg, tokenizer, vae)
+        centre_crops += segment.pop("centre_crops")
+        T = len(frames)
+        speaking = torch.zeros(2, T, dtype=torch.bool)
+        emotion = torch.full((2, T), -1, dtype=torch.long)
+        if turn is not None:
+            p = 0 if turn.side == "left" else 1
+            speaking[p] = True  # a turn clip is its speaker's turn
+            if turn.emotion:
+                emotion[p] = emotion_id(turn.emotion)
+        segment.update(name=clip.stem, speaking=speaking, emotion=emotion)
+        segments.append(segment)
+    if not segments:
+        raise UserError(f"{video.folder}: no raw video and no usable turn clip ({skipped} skipped)")
+    return {"segments": segments, "centre_crops": centre_crops, "skipped_clips": skipped}
+
+
+def read_clip(clip: Path, wavs: list[Path]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A turn clip as side-by-side frames [T,H,W,3] (uncropped) and its two wav segments aligned to
+    the clip's own audio (ClipError when still off by more than a frame)."""
+    frames = decode_frames(clip)
+    audio = align_to_clip(clip, [load_audio(w) for w in wavs])
+    T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
+    return frames[:T], [a[: T * SAMPLES_PER_FRAME] for a in audio]
 
 
 def windows(num_frames: int, length: int, stride: int) -> list[int]:
@@ -83,27 +134,37 @@ def windows(num_frames: int, length: int, stride: int) -> list[int]:
 
 
 def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, split: str):
-    """(key, tensors, meta) for each window of one video."""
+    """(key, tensors, meta) for each window of each segment of one video; the K references per
+    person come from frames of the same video and side outside the window."""
     C = cfg.model.chunk_frames
     length, stride = cfg.data.window_steps * C, cfg.data.window_stride_steps * C
-    T = encoded["tokens"].shape[1]
+    segments = encoded["segments"]
+    pool = torch.cat([seg["latents"] for seg in segments], dim=1) if len(segments) > 1 else segments[0]["latents"]
     rng = np.random.default_rng(zlib.crc32(video.name.encode()))  # the same refs on every run
-    for start in windows(T, length, stride):
-        outside = np.concatenate([np.arange(0, start), np.arange(start + length, T)])
-        if outside.size == 0:
-            outside = np.arange(T)
-        picks = torch.from_numpy(rng.choice(outside, size=cfg.data.num_refs, replace=outside.size < cfg.data.num_refs))
-        sl = slice(start, start + length)
-        tensors = {
-            "tokens": encoded["tokens"][:, sl].long(),  # [P,T]
-            "latents": encoded["latents"][:, sl].to(torch.bfloat16),  # [P,T,c,h,w]
-            "refs": encoded["latents"][:, picks].to(torch.bfloat16),  # [P,K,c,h,w]
-            "speaking": encoded["speaking"][:, sl].to(torch.uint8),  # [P,T]
-            "emotion": encoded["emotion"][:, sl].long(),  # [P,T]
-            "mask": torch.ones(length, dtype=torch.bool),  # [T]
-        }
-        meta = {"video": video.name, "dialogue": video.dialogue_id, "start": start, "split": split, "text": text}
-        yield f"{video.name}_{start:07d}", tensors, meta
+    offset = 0
+    for seg in segments:
+        T = seg["tokens"].shape[1]
+        for start in windows(T, length, stride):
+            a, b = offset + start, offset + start + length
+            outside = np.concatenate([np.arange(0, a), np.arange(b, pool.shape[1])])
+            if outside.size == 0:
+                outside = np.arange(pool.shape[1])
+            K = cfg.data.num_refs
+            picks = torch.from_numpy(rng.choice(outside, size=K, replace=outside.size < K))
+            sl = slice(start, start + length)
+            tensors = {
+                "tokens": seg["tokens"][:, sl].long(),  # [P,T]
+                "latents": seg["latents"][:, sl].to(torch.bfloat16),  # [P,T,c,h,w]
+                "refs": pool[:, picks].to(torch.bfloat16),  # [P,K,c,h,w]
+                "speaking": seg["speaking"][:, sl].to(torch.uint8),  # [P,T]
+                "emotion": seg["emotion"][:, sl].long(),  # [P,T]
+                "mask": torch.ones(length, dtype=torch.bool),  # [T]
+            }
+            meta = {"video": video.name, "dialogue": video.dialogue_id, "start": start, "split": split,
+                    "text": text, "clip": seg["name"]}
+            key = f"{video.name}_{seg['name']}_{start:07d}" if seg["name"] else f"{video.name}_{start:07d}"
+            yield key, tensors, meta
+        offset += T
 
 
 class _Encoders:
@@ -128,7 +189,7 @@ def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGe
     except UserError as err:  # a bad video is skipped and counted, never fatal
         return {"skipped": str(err)}
     n = write_shard(shard, list(video_samples(video, encoded, cfg, text, split)))
-    return {"samples": n, "centre_crops": encoded["centre_crops"]}
+    return {"samples": n, "centre_crops": encoded["centre_crops"], "skipped_clips": encoded["skipped_clips"]}
 
 
 def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConfig, *,
@@ -169,6 +230,7 @@ def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConf
         summary.samples += result["samples"]
         summary.splits[split] += result["samples"]
         summary.centre_crops += result["centre_crops"]
+        summary.skipped_clips += result["skipped_clips"]
 
     bar = tqdm(total=len(jobs), desc="preprocess", disable=not progress)
     if workers <= 1:

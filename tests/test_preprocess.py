@@ -42,7 +42,8 @@ def shard_contents(out: Path) -> dict[str, dict]:
     for shard in sorted(out.glob("*/*.tar")):
         for key in shard_keys(shard):
             tensors, meta = reader.read(shard, key)
-            contents[key] = {name: t.float().sum().item() for name, t in tensors.items()} | {"split": meta["split"]}
+            contents[key] = {name: t.float().sum().item() for name, t in tensors.items()}
+            contents[key]["split"] = float(meta["split"] == "train")
     return contents
 
 
@@ -77,3 +78,25 @@ def test_preprocess_writes_one_shard_per_video_and_resumes_after_a_kill(corpus, 
     assert a and a.keys() == b.keys()
     for key in a:
         assert a[key] == pytest.approx(b[key], rel=1e-5), key
+
+
+def test_a_folder_with_only_turn_clips_is_encoded_clip_by_clip(corpus, tmp_path):
+    import shutil
+
+    from dyadgen.config import load_config
+    from dyadgen.preprocess import preprocess
+
+    root, overrides = corpus
+    clips_only = tmp_path / "clips_only"
+    shutil.copytree(root / "synth", clips_only)
+    for raw in clips_only.glob("*/*_synth.mp4"):
+        raw.unlink()  # the published turn clips, segment wavs and ASR json remain
+    cfg = load_config(preset_name="tiny", overrides=overrides)
+    summary = preprocess(clips_only, tmp_path / "shards", cfg, progress=False)
+    assert summary.videos == 2 and not summary.skipped
+    contents = shard_contents(tmp_path / "shards")
+    assert contents and all("_000" in key for key in contents)  # keys name their clip
+    reader, shard = ShardReader(), next((tmp_path / "shards").glob("*/*.tar"))
+    tensors, meta = reader.read(shard, shard_keys(shard)[0])
+    assert meta["clip"] and tensors["speaking"].sum(0).max() >= 1  # the clip's speaker speaks
+    assert tensors["latents"].shape[:2] == (2, 16) and tensors["refs"].shape[:2] == (2, 4)

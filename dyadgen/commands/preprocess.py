@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("preprocess needs --data ROOT and --out SHARDS (or data.root / data.shards in the config)")
     s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers)
     print(f"wrote {s.samples} samples from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already done; "
-          f"{s.centre_crops} person-clips centre-cropped (no face found); skipped {len(s.skipped)}")
+          f"{s.centre_crops} person-clips centre-cropped (no face found); {s.skipped_clips} turn clips skipped "
+          f"(shorter than a window or misaligned); skipped {len(s.skipped)} videos")
     for path, reason in s.skipped:
         print(f"  skipped {path}: {reason}")
     return 0

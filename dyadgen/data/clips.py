@@ -121,7 +121,7 @@ def read_turn(video: str | os.PathLike, left_wav: str | os.PathLike, right_wav: 
     frames = decode_frames(video, fps=fps)  # [T,H,W,3]
     audio = [load_audio(left_wav), load_audio(right_wav)]
     if align:
-        audio = _align_to_clip(Path(video), audio)
+        audio = align_to_clip(Path(video), audio)
     T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
     if T == 0:
         raise ClipError(f"{video}: no frames with audio")
@@ -130,7 +130,10 @@ def read_turn(video: str | os.PathLike, left_wav: str | os.PathLike, right_wav: 
     return Turn(frames=people, audio=np.stack([a[:n] for a in audio]).astype(np.float32), boxes=boxes)
 
 
-def _align_to_clip(video: Path, audio: list[np.ndarray]) -> list[np.ndarray]:
+def align_to_clip(video: Path, audio: list[np.ndarray]) -> list[np.ndarray]:
+    """Shift a turn clip's two wav segments [N] each onto the clip's own audio track by cross-
+    correlation (clips cut by stream copy start on a keyframe, before the turn); ClipError when the
+    result is still off by more than one frame."""
     from dyadgen.io.audio import load_stereo
 
     try:

@@ -92,8 +92,10 @@ class VideoVAE(nn.Module):
     def from_config(cls, cfg: VAEConfig) -> VideoVAE:
         """Load ``cfg.name_or_path`` (a diffusers folder or Hub repo with ``cfg.subfolder``), or build
         a randomly initialised VAE of ``cfg``'s architecture when no name is given."""
-        if not cfg.name_or_path:
-            return cls(build_autoencoder_kl(cfg), batch=cfg.encode_batch)
+        if not cfg.name_or_path:  # the same random weights in every process (tests, multi-worker runs)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                return cls(build_autoencoder_kl(cfg), batch=cfg.encode_batch)
         vae = _load_diffusers("AutoencoderKL", cfg.name_or_path, cfg.subfolder)
         if cfg.shift_factor or cfg.scaling_factor != 1.0:  # the config may pin them (FLUX's published values)
             vae.register_to_config(shift_factor=cfg.shift_factor, scaling_factor=cfg.scaling_factor)
