@@ -1,0 +1,77 @@
+"""The bundled checkpoint (the tiny preset trained by the recipe in configs/tiny_synthetic.yaml):
+
+- on the bundled examples, the person whose track has speech moves the mouth in step with it and the
+  other keeps it closed (mouth opening measured from the generated pixels);
+- a clip of its training data is generated back from the two audio tracks and the first frame alone,
+  and with the two tracks swapped the result is further from the truth.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dyadgen.data.clips import crop_people, decode_frames
+from dyadgen.eval.talking import score_person, speech_envelope
+from dyadgen.io.audio import load_audio
+from dyadgen.pipeline import BUNDLED, DyadGenPipeline, InferOptions
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+TRAIN_CLIP = REPO / "tests" / "fixtures" / "train_clip"  # 4 s of a training dialogue (see its README.md)
+MIN_CORR = 0.5  # mouth opening vs the speech envelope while speaking (measured 0.58 left, 0.64 right)
+MIN_PSNR = 17.5  # dB, a training clip generated back (measured 18.5 dB)
+MIN_SWAP_DROP = 0.5  # dB lost when the two tracks are swapped (measured 0.9 dB: 17.6 dB)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return DyadGenPipeline.from_pretrained(BUNDLED, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def generated(pipe):
+    frames = pipe.frames(EXAMPLES / "left.wav", EXAMPLES / "right.wav", options=InferOptions(progress=False))
+    tracks = [load_audio(EXAMPLES / f"{side}.wav") for side in ("left", "right")]
+    return frames, [speech_envelope(a, frames.shape[1]) for a in tracks]
+
+
+def test_bundled_checkpoint_renders_both_people_at_least_128_pixels_tall(generated):
+    frames, envelopes = generated
+    assert frames.shape[0] == 2 and frames.shape[2] >= 128 and frames.shape[-1] == 3
+    assert abs(frames.shape[1] - len(envelopes[0])) <= 1
+    assert sum(f.stat().st_size for f in BUNDLED.rglob("*") if f.is_file()) < 50e6
+
+
+@pytest.mark.parametrize("person", [0, 1])
+def test_the_speaker_moves_the_mouth_with_the_speech_and_the_listener_keeps_it_closed(generated, person):
+    frames, envelopes = generated
+    score = score_person(frames[person], envelopes[person], envelopes[1 - person])
+    assert score.mouth_corr > MIN_CORR
+    assert score.open_speaking > 3 * score.open_listening
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
+    return 10 * math.log10(255**2 / mse)
+
+
+def test_a_training_clip_is_generated_back_and_swapped_audio_moves_it_away(pipe):
+    folder = pipe.folder
+    frames = decode_frames(TRAIN_CLIP / "clip.mp4")  # [T,H,W,3] side by side
+    people, _ = crop_people(frames, pipe.size)  # [P,T,3,h,w]
+    truth = people.transpose(0, 1, 3, 4, 2)  # [P,T,h,w,3]
+    refs = folder.vae.encode(torch.from_numpy(people[:, 0]).float() / 127.5 - 1)  # [P,c,h,w]: the first frames
+    tokens = torch.stack([folder.tokenizer.encode(load_audio(TRAIN_CLIP / f"{s}.wav")) for s in ("left", "right")])
+
+    def render(tok: torch.Tensor) -> np.ndarray:
+        latents = pipe.model.generate(tok, refs, steps=folder.config.infer.steps, cfg=folder.config.infer.cfg, seed=0)
+        return np.stack([pipe._pixels(latents[p]) for p in range(2)])  # [P,T,h,w,3]
+
+    T = min(len(frames), tokens.shape[1])
+    own = psnr(render(tokens)[:, :T], truth[:, :T])
+    swapped = psnr(render(tokens.flip(0))[:, :T], truth[:, :T])
+    assert own > MIN_PSNR
+    assert own - swapped > MIN_SWAP_DROP
