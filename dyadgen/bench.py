@@ -38,7 +38,12 @@ def parameter_counts(cfg: DyadGenConfig) -> dict[str, int | None]:
 
 
 def audio_tokenizer_params(cfg: DyadGenConfig) -> int | None:
-    """The fitted tokenizer's codebook (+ normalisation); None for WhisperVQ, not in this release."""
+    """The fitted tokenizer's codebook (+ normalisation), or the WhisperVQ tokenizer built on the meta device:
+    openai/whisper-medium's encoder plus the quantizing head of WhisperSpeech's medium checkpoints."""
     if cfg.audio_tokenizer.kind == "fitted":
         return cfg.audio_tokenizer.num_codes * cfg.audio_tokenizer.n_mels + 2 * cfg.audio_tokenizer.n_mels
+    if cfg.audio_tokenizer.kind == "whisper_vq":
+        from dyadgen.encoders.whisper_vq import count_parameters
+
+        return count_parameters()
     return None

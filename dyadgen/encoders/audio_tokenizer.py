@@ -1,7 +1,8 @@
 """The audio tokenizer interface: 16 kHz audio -> one token per 25 Hz frame.
 
 ``encode(wav [N]) -> LongTensor [N // 640]``, ``encode_batch``, ``num_codes`` real codes and the
-padding code ``pad_id == num_codes``. Implementations: :class:`~dyadgen.encoders.fitted.FittedTokenizer`
+padding code ``pad_id == num_codes``. Implementations: :class:`~dyadgen.encoders.whisper_vq.WhisperVQTokenizer`
+(WhisperSpeech's semantic tokens, the real one) and :class:`~dyadgen.encoders.fitted.FittedTokenizer`
 (log-mel + k-means, for tiny models and tests).
 """
 
@@ -36,18 +37,26 @@ class AudioTokenizer(Protocol):
 
 
 def load_audio_tokenizer(spec: str | os.PathLike | AudioTokenizerConfig) -> AudioTokenizer:
-    """A tokenizer from a folder written by ``save_pretrained`` or from a config."""
+    """A tokenizer from a folder written by ``save_pretrained``, a WhisperSpeech ``*.model`` file or hub
+    ``repo:filename``, or a config (``kind="whisper_vq"``: ``name_or_path`` defaults to WhisperSpeech's
+    medium en+pl checkpoint)."""
     from dyadgen.encoders.fitted import CONFIG_NAME, FittedTokenizer
 
     cfg = spec if isinstance(spec, AudioTokenizerConfig) else AudioTokenizerConfig(name_or_path=str(spec))
-    if cfg.kind == "whisper_vq":
-        raise UserError(f"{cfg.name_or_path}: the WhisperVQ tokenizer is not part of this release yet; "
-                        "use a fitted tokenizer (dyadgen fit-tokenizer)")
     folder = Path(cfg.name_or_path)
+    kind = cfg.kind
+    if cfg.name_or_path.endswith(".model"):
+        kind = "whisper_vq"
+    elif cfg.name_or_path and (folder / CONFIG_NAME).is_file():
+        kind = json.loads((folder / CONFIG_NAME).read_text()).get("kind")
+    if kind == "whisper_vq":
+        from dyadgen.encoders.whisper_vq import WhisperVQTokenizer
+
+        return WhisperVQTokenizer.load(cfg.name_or_path, whisper_name_or_path=cfg.whisper_name_or_path,
+                                       batch_size=cfg.batch_size)
     if not (folder / CONFIG_NAME).is_file():
         raise UserError(f"{folder}: not an audio tokenizer folder (no {CONFIG_NAME}); "
-                        "make one with `dyadgen fit-tokenizer`")
-    kind = json.loads((folder / CONFIG_NAME).read_text()).get("kind")
+                        "make one with `dyadgen fit-tokenizer`, or pass a WhisperSpeech *.model file")
     if kind != "fitted":
         raise UserError(f"{folder / CONFIG_NAME}: unknown tokenizer kind {kind!r}")
     return FittedTokenizer.from_pretrained(folder)
