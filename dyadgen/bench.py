@@ -1,6 +1,8 @@
-"""Benchmarks: parameter counts of every part of a configuration, built on the meta device (no weights).
+"""Benchmarks on the meta device (no weights, nothing computed): parameter counts of every part of a
+configuration and the FLOPs each part needs per second of generated video, with the real-time factor
+they project on a named GPU at a stated utilisation.
 
-Speed and memory benchmarks join here as their capabilities land.
+Measured speed and memory on a real GPU join here as their capabilities land.
 """
 
 from __future__ import annotations
@@ -47,3 +49,108 @@ def audio_tokenizer_params(cfg: DyadGenConfig) -> int | None:
 
         return count_parameters()
     return None
+
+
+def decoder_flops_per_second(cfg: DyadGenConfig) -> dict[str, float]:
+    """FLOPs of the flow decoder to render one second of video of both people, counted by
+    ``torch.utils.flop_counter`` on the meta device (no weights, nothing computed).
+
+    One second is 25 / C chunk steps; each runs ``infer.steps`` Euler steps of the decoder over both
+    people, and over both branches (conditional and unconditional) when ``infer.cfg != 1``.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dyadgen.clock import FPS
+    from dyadgen.models import DyadGen
+
+    c = cfg.vae.latent_channels
+    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    latent = (c, cfg.data.height // f, cfg.data.width // f)
+    C, M = cfg.model.chunk_frames, cfg.model.motion_tokens
+    branches = 2 if cfg.infer.cfg != 1.0 else 1
+    N = 2 * branches  # both people, each branch
+    with torch.device("meta"):
+        model = DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes, latent_shape=latent)
+        x = torch.zeros(N, C, *latent)  # [N,C,c,h,w] the noisy chunk
+        t = torch.zeros(N)
+        cond = torch.zeros(N, M, cfg.backbone.hidden_size)  # [N,M,D]
+        ref = prev = torch.zeros(N, *latent)  # [N,c,h,w]
+        audio = torch.zeros(N, C, model.decoder.audio_tokens, dtype=torch.long)  # [N,C,A]
+        with FlopCounterMode(display=False) as counter:
+            model.decoder.velocity(x, t, cond, ref, prev, audio, t)
+    per_call = float(counter.get_total_flops())
+    chunks_per_second = FPS / C
+    return {"per_euler_step": per_call, "per_chunk": per_call * cfg.infer.steps,
+            "per_second": per_call * cfg.infer.steps * chunks_per_second,
+            "euler_steps": cfg.infer.steps, "branches": branches, "tokens_per_sequence":
+                M + (2 + C) * model.decoder.patches}
+
+
+def _meta_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def vae_decode_flops_per_frame(cfg: DyadGenConfig) -> dict[str, float]:
+    """FLOPs to decode one frame of one person: the configured AutoencoderKL and TAEF1 (AutoencoderTiny with
+    madebyollin/taef1's architecture: 16 channels, 64-wide blocks), counted on the meta device."""
+    from diffusers import AutoencoderTiny
+
+    from dyadgen.encoders.video_vae import build_autoencoder_kl
+
+    c = cfg.vae.latent_channels
+    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    with torch.device("meta"):
+        z = torch.zeros(1, c, cfg.data.height // f, cfg.data.width // f)  # [1,c,h,w]
+        vae = build_autoencoder_kl(cfg.vae)
+        out = {"vae": _meta_flops(lambda: vae.decode(z))}
+        if c == 16:  # TAEF1 shares FLUX's latent space only
+            taef1 = AutoencoderTiny(latent_channels=16)
+            out["taef1"] = _meta_flops(lambda: taef1.decode(z))
+    return out
+
+
+def backbone_flops_per_second(cfg: DyadGenConfig, lm_params: int) -> float:
+    """The backbone's FLOPs per second of video, from its shape (the KV cache makes each token's cost fixed):
+    2 x (parameters outside the embedding table) per token for the matrix products, plus attention over the
+    pinned prefix and the window (4 x context x width per token and layer); every token of every step of
+    both people and of each guidance branch."""
+    from dyadgen.clock import FPS
+
+    b, m = cfg.backbone, cfg.model
+    step = 3 * m.motion_tokens + 2 * m.chunk_frames  # L tokens per step and person
+    branches = 2 if cfg.infer.cfg != 1.0 else 1
+    tokens = 2 * branches * step * FPS / m.chunk_frames  # per second of video
+    context = m.max_text_tokens + step + m.window_steps * step  # prefix (text + step 0) + the window
+    matmul = 2 * (lm_params - b.vocab_size * b.hidden_size)
+    attention = 4 * context * b.hidden_size * b.num_hidden_layers
+    return float(tokens * (matmul + attention))
+
+
+def flops_per_second(cfg: DyadGenConfig, *, gpu_tflops: float = 989.0, utilisation: float = 0.4) -> dict:
+    """FLOPs of each part per second of video of both people, and the real-time factor they project on a
+    GPU of ``gpu_tflops`` dense bf16 (default: one H100 SXM) at ``utilisation``: ``x`` faster than real time
+    with the full VAE decode, ``x_taef1`` with TAEF1."""
+    from dyadgen.clock import FPS
+    from dyadgen.models import DyadGen
+
+    c = cfg.vae.latent_channels
+    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    with torch.device("meta"):
+        lm = count(DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes,
+                                       latent_shape=(c, cfg.data.height // f, cfg.data.width // f)).backbone.lm)
+    vae = vae_decode_flops_per_frame(cfg)
+    parts = {"backbone": backbone_flops_per_second(cfg, lm),
+             "decoder": decoder_flops_per_second(cfg)["per_second"],
+             "vae_decode": vae["vae"] * 2 * FPS}
+    if "taef1" in vae:
+        parts["taef1_decode"] = vae["taef1"] * 2 * FPS
+    budget = gpu_tflops * 1e12 * utilisation
+    base = parts["backbone"] + parts["decoder"]
+    projection = {"gpu_tflops": gpu_tflops, "utilisation": utilisation, "x": budget / (base + parts["vae_decode"])}
+    if "taef1_decode" in parts:
+        projection["x_taef1"] = budget / (base + parts["taef1_decode"])
+    return {"per_second": parts, "real_time": projection}

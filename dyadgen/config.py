@@ -115,6 +115,7 @@ class DecoderConfig:
     mlp_ratio: float = 4.0
     patch_size: int = 2
     audio_context: int = 2  # frame t also sees its own audio tokens t-k..t+k
+    partner_context: int = 24  # ... and the partner's audio tokens t-q..t (a listener reacts to the last ~1 s)
     attention: Literal["sdpa", "xformers"] = "sdpa"
 
 

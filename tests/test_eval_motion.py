@@ -33,3 +33,23 @@ def test_head_drop_follows_a_nod():
         drop = head_drop(render(np.zeros(50), nod, seed))
         assert correlation(drop, nod) > 0.8
         assert drop[:15].max() - drop[:15].min() <= 1  # still before the nod
+
+
+def test_nods_expected_from_the_two_tracks_match_the_synthetic_ground_truth():
+    from pathlib import Path
+
+    from dyadgen.eval.talking import expected_nods, speech_envelope
+    from dyadgen.io.audio import load_audio
+
+    clip = Path(__file__).resolve().parent / "fixtures" / "train_clip"  # 4 s of a synthetic dialogue
+    truth = np.load(clip / "ground_truth.npz")
+    T = truth["nod"].shape[1]
+    env = [speech_envelope(load_audio(clip / f"{s}.wav"), T) for s in ("left", "right")]
+    active = [e > 0.02 * e.max() for e in env]
+    for p in range(2):
+        nods = expected_nods(active[p], active[1 - p])
+        if truth["nod"][p].any():
+            assert correlation(nods, truth["nod"][p]) > 0.9  # the left person nods after the right one starts
+        else:
+            assert not nods.any()
+    assert truth["nod"][0].any()

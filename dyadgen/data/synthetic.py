@@ -223,4 +223,4 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, workers
     return root
 
 
-__all__ = ["synthesize", "write_dialogue", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG"]
+__all__ = ["synthesize", "write_dialogue", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG", "NOD_FRAMES"]

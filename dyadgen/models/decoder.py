@@ -1,15 +1,17 @@
 """The flow-matching decoder: a DiT loss head that denoises one chunk of one person's latents.
 
 Legend: N = decoder batch (B*P*S in training, P or 2P per step at inference), C frames per chunk,
-c,h,w latent, n = (h/p)(w/p) patches per frame, M condition tokens, D width, A = 2k+1 audio tokens
-around a frame.
+c,h,w latent, n = (h/p)(w/p) patches per frame, M condition tokens, D width, A = (2k+1) + (q+1) audio
+tokens of a frame (own t-k..t+k, then the partner's t-q..t).
 
 One single-stream sequence per chunk: [M condition tokens | reference patches | previous frame's
 patches | noisy chunk's patches (C frames)], each kind with a learned type embedding, 3-D RoPE over
 (frame, y, x) with frame -1 for the previous frame and 0..C-1 for the chunk (reference and condition
 tokens at frame 0, told apart by type), adaLN-zero on the flow time and the context noise level.
 Frame-aligned audio: every patch of chunk frame t also gets an embedding of the person's own audio
-tokens t-k..t+k, because lip shape is decided frame by frame.
+tokens t-k..t+k, because lip shape is decided frame by frame, and of the partner's tokens t-q..t,
+because a listener's nod or smile answers what the partner said in the last second (the backbone's
+conditions carry the longer history, at chunk rather than frame resolution).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class FlowDecoder(nn.Module):
         self.cond_in = nn.Linear(cond_dim, dim)
         self.type_embed = nn.Embedding(4, dim)
         self.audio_embed = nn.Embedding(audio_vocab, dim // 4)
-        self.audio_in = nn.Linear((2 * cfg.audio_context + 1) * (dim // 4), dim)
+        self.audio_tokens = (2 * cfg.audio_context + 1) + (cfg.partner_context + 1)  # A
+        self.audio_in = nn.Linear(self.audio_tokens * (dim // 4), dim)
         self.time_embed = ScalarEmbedder(dim)
         self.noise_embed = ScalarEmbedder(dim)
         self.blocks = nn.ModuleList(
@@ -102,7 +105,7 @@ class FlowDecoder(nn.Module):
         """Predicted velocity [N,C,c,h,w] of the noisy chunk x_t [N,C,c,h,w] at time t [N].
 
         cond [N,M,Dc] backbone conditions; ref, prev [N,c,h,w]; audio long [N,C,A] own audio tokens
-        around each chunk frame; noise_level [N] of the (noise-augmented) context frame.
+        around each chunk frame and the partner's before it; noise_level [N] of the (noise-augmented) context frame.
         """
         N, C, c, h, w = x_t.shape
         p = self.cfg.patch_size

@@ -1,7 +1,8 @@
 """DyadGen: the whole model - backbone conditions, flow-matching decoder, loss and generation.
 
 Legend: B batch, P persons (0 left, 1 right), T frames, S = T / C chunk steps, C frames per chunk,
-M motion/query tokens, D backbone width, c,h,w latent, A = 2k+1 audio tokens around a frame.
+M motion/query tokens, D backbone width, c,h,w latent, A = (2k+1) + (q+1) audio tokens of a frame
+(own around it, partner's up to it).
 
 Audio ids: 0..K-1 are the tokenizer's codes, K is its padding code, K+1 is the null token that
 replaces both audio tracks for guidance (so the audio vocabulary holds K+2 entries).
@@ -101,10 +102,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         return shifted.unflatten(-1, (-1, C))
 
     def frame_audio(self, tokens: Tensor) -> Tensor:
-        """Own audio around every frame for the decoder: long [...,T] -> [...,T,A], A = 2a+1."""
-        a = self.decoder_cfg.audio_context
-        padded = F.pad(tokens, (a, a), value=self.pad_id)  # [...,T+2a]
-        return padded.unfold(-1, 2 * a + 1, 1)  # [...,T,A]
+        """Audio of every frame for the decoder: long [...,P,T] -> [...,P,T,A]: each person's own tokens
+        t-a..t+a, then the partner's tokens t-q..t (causal: a listener reacts to what was said)."""
+        a, q = self.decoder_cfg.audio_context, self.decoder_cfg.partner_context
+        own = F.pad(tokens, (a, a), value=self.pad_id).unfold(-1, 2 * a + 1, 1)  # [...,P,T,2a+1]
+        partner = F.pad(tokens.flip(-2), (q, 0), value=self.pad_id).unfold(-1, q + 1, 1)  # [...,P,T,q+1]
+        return torch.cat([own, partner], dim=-1)  # [...,P,T,A]
 
     def emotion_steps(self, emotion: Tensor | None, shape: tuple[int, int, int], device) -> Tensor:
         """Per-step emotion ids long [B,P,S] (the label at each chunk's first frame; none -> the
