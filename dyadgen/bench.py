@@ -16,17 +16,27 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def latent_shape(cfg: DyadGenConfig) -> tuple[int, int, int]:
+    """(c, h, w) of one frame's VAE latent for the configured frame size."""
+    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    return cfg.vae.latent_channels, cfg.data.height // f, cfg.data.width // f
+
+
+def _meta_model(cfg: DyadGenConfig):
+    """The whole DyadGen model of ``cfg`` on the meta device."""
+    from dyadgen.models import DyadGen
+
+    with torch.device("meta"):
+        return DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes, latent_shape=latent_shape(cfg))
+
+
 def parameter_counts(cfg: DyadGenConfig) -> dict[str, int | None]:
     """Parameters of the audio tokenizer, VAE, backbone (the Qwen2 decoder) and the new parts."""
     from dyadgen.encoders.video_vae import build_autoencoder_kl
-    from dyadgen.models import DyadGen
 
-    c = cfg.vae.latent_channels
-    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
     with torch.device("meta"):
         vae = build_autoencoder_kl(cfg.vae)
-        model = DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes,
-                                    latent_shape=(c, cfg.data.height // f, cfg.data.width // f))
+    model = _meta_model(cfg)
     lm = count(model.backbone.lm)
     counts = {
         "audio_tokenizer": audio_tokenizer_params(cfg),
@@ -61,16 +71,13 @@ def decoder_flops_per_second(cfg: DyadGenConfig) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from dyadgen.clock import FPS
-    from dyadgen.models import DyadGen
 
-    c = cfg.vae.latent_channels
-    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
-    latent = (c, cfg.data.height // f, cfg.data.width // f)
+    latent = latent_shape(cfg)
+    model = _meta_model(cfg)
     C, M = cfg.model.chunk_frames, cfg.model.motion_tokens
     branches = 2 if cfg.infer.cfg != 1.0 else 1
     N = 2 * branches  # both people, each branch
     with torch.device("meta"):
-        model = DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes, latent_shape=latent)
         x = torch.zeros(N, C, *latent)  # [N,C,c,h,w] the noisy chunk
         t = torch.zeros(N)
         cond = torch.zeros(N, M, cfg.backbone.hidden_size)  # [N,M,D]
@@ -102,9 +109,8 @@ def vae_decode_flops_per_frame(cfg: DyadGenConfig) -> dict[str, float]:
     from dyadgen.encoders.video_vae import build_autoencoder_kl
 
     c = cfg.vae.latent_channels
-    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
     with torch.device("meta"):
-        z = torch.zeros(1, c, cfg.data.height // f, cfg.data.width // f)  # [1,c,h,w]
+        z = torch.zeros(1, *latent_shape(cfg))  # [1,c,h,w]
         vae = build_autoencoder_kl(cfg.vae)
         out = {"vae": _meta_flops(lambda: vae.decode(z))}
         if c == 16:  # TAEF1 shares FLUX's latent space only
@@ -135,13 +141,8 @@ def flops_per_second(cfg: DyadGenConfig, *, gpu_tflops: float = 989.0, utilisati
     GPU of ``gpu_tflops`` dense bf16 (default: one H100 SXM) at ``utilisation``: ``x`` faster than real time
     with the full VAE decode, ``x_taef1`` with TAEF1."""
     from dyadgen.clock import FPS
-    from dyadgen.models import DyadGen
 
-    c = cfg.vae.latent_channels
-    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
-    with torch.device("meta"):
-        lm = count(DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes,
-                                       latent_shape=(c, cfg.data.height // f, cfg.data.width // f)).backbone.lm)
+    lm = count(_meta_model(cfg).backbone.lm)
     vae = vae_decode_flops_per_frame(cfg)
     parts = {"backbone": backbone_flops_per_second(cfg, lm),
              "decoder": decoder_flops_per_second(cfg)["per_second"],
