@@ -61,21 +61,33 @@ def audio_tokenizer_params(cfg: DyadGenConfig) -> int | None:
     return None
 
 
-def decoder_flops_per_second(cfg: DyadGenConfig) -> dict[str, float]:
+def _meta_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def guidance_branches(cfg: DyadGenConfig) -> int:
+    """Batch elements per person at inference: 2 (conditional and unconditional) when ``infer.cfg != 1``."""
+    return 2 if cfg.infer.cfg != 1.0 else 1
+
+
+def decoder_flops_per_second(cfg: DyadGenConfig, model=None) -> dict[str, float]:
     """FLOPs of the flow decoder to render one second of video of both people, counted by
     ``torch.utils.flop_counter`` on the meta device (no weights, nothing computed).
 
     One second is 25 / C chunk steps; each runs ``infer.steps`` Euler steps of the decoder over both
-    people, and over both branches (conditional and unconditional) when ``infer.cfg != 1``.
+    people, and over both branches (conditional and unconditional) when ``infer.cfg != 1``. ``model``: the
+    meta-device model of ``cfg`` when the caller has built it already.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     from dyadgen.clock import FPS
 
     latent = latent_shape(cfg)
-    model = _meta_model(cfg)
+    model = model if model is not None else _meta_model(cfg)
     C, M = cfg.model.chunk_frames, cfg.model.motion_tokens
-    branches = 2 if cfg.infer.cfg != 1.0 else 1
+    branches = guidance_branches(cfg)
     N = 2 * branches  # both people, each branch
     with torch.device("meta"):
         x = torch.zeros(N, C, *latent)  # [N,C,c,h,w] the noisy chunk
@@ -83,22 +95,12 @@ def decoder_flops_per_second(cfg: DyadGenConfig) -> dict[str, float]:
         cond = torch.zeros(N, M, cfg.backbone.hidden_size)  # [N,M,D]
         ref = prev = torch.zeros(N, *latent)  # [N,c,h,w]
         audio = torch.zeros(N, C, model.decoder.audio_tokens, dtype=torch.long)  # [N,C,A]
-        with FlopCounterMode(display=False) as counter:
-            model.decoder.velocity(x, t, cond, ref, prev, audio, t)
-    per_call = float(counter.get_total_flops())
+        per_call = _meta_flops(lambda: model.decoder.velocity(x, t, cond, ref, prev, audio, t))
     chunks_per_second = FPS / C
     return {"per_euler_step": per_call, "per_chunk": per_call * cfg.infer.steps,
             "per_second": per_call * cfg.infer.steps * chunks_per_second,
             "euler_steps": cfg.infer.steps, "branches": branches, "tokens_per_sequence":
                 M + (2 + C) * model.decoder.patches}
-
-
-def _meta_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 def vae_decode_flops_per_frame(cfg: DyadGenConfig) -> dict[str, float]:
@@ -128,8 +130,7 @@ def backbone_flops_per_second(cfg: DyadGenConfig, lm_params: int) -> float:
 
     b, m = cfg.backbone, cfg.model
     step = 3 * m.motion_tokens + 2 * m.chunk_frames  # L tokens per step and person
-    branches = 2 if cfg.infer.cfg != 1.0 else 1
-    tokens = 2 * branches * step * FPS / m.chunk_frames  # per second of video
+    tokens = 2 * guidance_branches(cfg) * step * FPS / m.chunk_frames  # per second of video
     context = m.max_text_tokens + step + m.window_steps * step  # prefix (text + step 0) + the window
     matmul = 2 * (lm_params - b.vocab_size * b.hidden_size)
     attention = 4 * context * b.hidden_size * b.num_hidden_layers
@@ -137,15 +138,17 @@ def backbone_flops_per_second(cfg: DyadGenConfig, lm_params: int) -> float:
 
 
 def flops_per_second(cfg: DyadGenConfig, *, gpu_tflops: float = 989.0, utilisation: float = 0.4) -> dict:
-    """FLOPs of each part per second of video of both people, and the real-time factor they project on a
-    GPU of ``gpu_tflops`` dense bf16 (default: one H100 SXM) at ``utilisation``: ``x`` faster than real time
-    with the full VAE decode, ``x_taef1`` with TAEF1."""
+    """FLOPs of each part per second of video of both people (``per_second``), the decoder's breakdown
+    (``decoder``, see :func:`decoder_flops_per_second`), and the real-time factor they project on a GPU of
+    ``gpu_tflops`` dense bf16 (default: one H100 SXM) at ``utilisation`` (``real_time``): ``x`` faster
+    than real time with the full VAE decode, ``x_taef1`` with TAEF1."""
     from dyadgen.clock import FPS
 
-    lm = count(_meta_model(cfg).backbone.lm)
+    model = _meta_model(cfg)
+    decoder = decoder_flops_per_second(cfg, model)
     vae = vae_decode_flops_per_frame(cfg)
-    parts = {"backbone": backbone_flops_per_second(cfg, lm),
-             "decoder": decoder_flops_per_second(cfg)["per_second"],
+    parts = {"backbone": backbone_flops_per_second(cfg, count(model.backbone.lm)),
+             "decoder": decoder["per_second"],
              "vae_decode": vae["vae"] * 2 * FPS}
     if "taef1" in vae:
         parts["taef1_decode"] = vae["taef1"] * 2 * FPS
@@ -154,4 +157,4 @@ def flops_per_second(cfg: DyadGenConfig, *, gpu_tflops: float = 989.0, utilisati
     projection = {"gpu_tflops": gpu_tflops, "utilisation": utilisation, "x": budget / (base + parts["vae_decode"])}
     if "taef1_decode" in parts:
         projection["x_taef1"] = budget / (base + parts["taef1_decode"])
-    return {"per_second": parts, "real_time": projection}
+    return {"per_second": parts, "decoder": decoder, "real_time": projection}

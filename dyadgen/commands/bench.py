@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dyadgen.bench import decoder_flops_per_second, flops_per_second, parameter_counts
+    from dyadgen.bench import flops_per_second, parameter_counts
     from dyadgen.errors import UserError
 
     if not (args.params or args.flops):
@@ -42,13 +42,14 @@ def run(args: argparse.Namespace) -> int:
         for name, n in counts.items():
             print(f"  {name:18s} {'n/a' if n is None else f'{n:>15,d}'}")
     if args.flops:
-        result["decoder_flops"] = flops = decoder_flops_per_second(cfg)
+        parts = flops_per_second(cfg, gpu_tflops=args.gpu_tflops, utilisation=args.utilisation)
+        result["decoder_flops"] = flops = parts["decoder"]
+        result["flops"] = {"per_second": parts["per_second"], "real_time": parts["real_time"]}
         print(f"decoder FLOPs of the {cfg.preset} configuration ({flops['euler_steps']} Euler steps, "
               f"{flops['branches']} guidance branch(es), both people, {flops['tokens_per_sequence']} tokens "
               "per sequence):")
         for name in ("per_euler_step", "per_chunk", "per_second"):
             print(f"  {name:18s} {flops[name] / 1e12:15.2f} TFLOP")
-        result["flops"] = parts = flops_per_second(cfg, gpu_tflops=args.gpu_tflops, utilisation=args.utilisation)
         print("FLOPs per second of video, both people:")
         for name, n in parts["per_second"].items():
             print(f"  {name:18s} {n / 1e12:15.2f} TFLOP")
