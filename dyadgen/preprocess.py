@@ -1,13 +1,14 @@
 """`dyadgen preprocess`: a dataset root -> webdataset shards of fixed-length windows, through the
 frozen encoders, run once (encode once, train many times).
 
-Per video: decode the raw side-by-side video at 25 fps, crop both people by the shared crop rule,
-encode the frames with the VAE and each person's own track (the `_mute` wav, else the channel) with
-the audio tokenizer, then cut windows of ``data.window_steps * model.chunk_frames`` frames every
-``data.window_stride_steps`` chunks; windows may span several turns. Each window also gets K
-reference latents per person drawn from frames of the same video and side outside the window,
-who speaks when (from the per-side ASR json) and each person's emotion per frame (from the script
-line matched to their turn; it holds until their next turn).
+Per video: decode the raw side-by-side video at 25 fps (or, without it, each turn clip by its own
+timestamps), crop both people by the shared crop rule, encode the frames with the VAE and each
+person's own track with the audio tokenizer, then cut windows of ``data.window_steps *
+model.chunk_frames`` frames every ``data.window_stride_steps`` chunks; windows may span several
+turns. Each window also gets K reference latents per person drawn from frames of the same video and
+side outside the window, who speaks when (the timeline of the two diarization logs) and each
+person's emotion per frame (from the script line matched to their turn; it holds until their next
+turn; -1 where unknown).
 
 One shard per video, ``<out>/<split>/<video>.tar``, written atomically: a killed run resumes by
 skipping finished shards, and no half-written shard is ever read. Bad videos are skipped, counted
@@ -25,15 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dyadgen.clock import FPS, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.clock import SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.config import DyadGenConfig
-from dyadgen.data.clips import align_to_clip, crop_people, decode_frames
+from dyadgen.data.clips import Span, check_against_segment, crop_people, decode_frames, grid_frames, read_span
 from dyadgen.data.emotions import emotion_id
+from dyadgen.data.layout import SIDES
 from dyadgen.data.shards import write_manifest, write_shard
-from dyadgen.data.socioemodialog import Video, index_dataset
+from dyadgen.data.socioemodialog import Clip, Video, index_dataset
 from dyadgen.data.splits import Splitter
 from dyadgen.errors import UserError
-from dyadgen.io.audio import load_audio
+from dyadgen.io.audio import load_audio, load_stereo
 
 
 @dataclass
@@ -47,16 +49,17 @@ class Summary:
     splits: Counter = field(default_factory=Counter)
 
 
-def video_labels(video: Video, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """speaking bool [P,T] from the ASR turns, emotion long [P,T] (-1 before a person's first turn)."""
+def video_labels(video: Video, num_frames: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """speaking bool [P,T] and emotion long [P,T] of the video's frames first .. first + T - 1, from
+    the timeline. A person's emotion is that of their latest turn and holds until their next one; it
+    is -1 (unknown) before their first turn and after a turn the script match left unmatched."""
     speaking = np.zeros((2, num_frames), bool)
     emotion = np.full((2, num_frames), -1, np.int64)
-    for turn in video.turns:
-        p = 0 if turn.side == "left" else 1
-        f0, f1 = int(turn.start * FPS), min(num_frames, int(np.ceil(turn.end * FPS)))
-        speaking[p, f0:f1] = True
-        if turn.emotion:
-            emotion[p, f0:] = emotion_id(turn.emotion)
+    for turn in video.turns:  # sorted by start, so a later turn overrides the emotion of an earlier one
+        p = SIDES.index(turn.side)
+        f0, f1 = (f - first for f in grid_frames(turn.start, turn.end))
+        speaking[p, max(f0, 0): max(f1, 0)] = True
+        emotion[p, max(f0, 0):] = emotion_id(turn.emotion) if turn.utterance_id else -1
     return speaking, emotion
 
 
@@ -72,61 +75,62 @@ def _encode(frames: np.ndarray, audio: list[np.ndarray], cfg: DyadGenConfig, tok
 
 def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae) -> dict:
     """A video through the encoders: ``segments``, each with tokens [P,T], latents [P,T,c,h,w],
-    speaking [P,T], emotion [P,T] and a name. From the raw video: one segment, the whole video. From
-    turn clips only (no raw video): one segment per clip, aligned to its wav segments by read_turn;
-    clips shorter than a window or still misaligned are skipped and counted."""
+    speaking [P,T], emotion [P,T] and a name. From the raw video: one segment, the whole video, with
+    each person's `_mute` wav (else the raw stereo track). From turn clips only: one segment per clip,
+    its frames and both people's audio from the clip itself on the video's timeline, cross-checked
+    against the wav segments; clips shorter than a window or unreadable are skipped and counted."""
     window = cfg.model.chunk_frames * cfg.data.window_steps
     if video.raw_video is None:
         return _encode_turn_clips(video, cfg, tokenizer, vae, window)
-    audio = [load_audio(video.channel_wavs[side]) for side in ("left", "right")]
+    if len(video.channel_wavs) == 2:
+        audio = [load_audio(video.channel_wavs[side]) for side in SIDES]
+    else:
+        audio = list(load_stereo(video.raw_video))
     frames = decode_frames(video.raw_video)  # [T,H,W,3]
     T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
     if T < window:
         raise UserError(f"{video.raw_video}: {T} frames, shorter than one training window")
     segment = _encode(frames[:T], audio, cfg, tokenizer, vae)
     speaking, emotion = video_labels(video, T)
-    segment.update(name="", speaking=torch.from_numpy(speaking), emotion=torch.from_numpy(emotion))
+    segment.update(name="", first=0, speaking=torch.from_numpy(speaking), emotion=torch.from_numpy(emotion))
     return {"segments": [segment], "centre_crops": segment.pop("centre_crops"), "skipped_clips": 0}
 
 
 def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int) -> dict:
-    turns = {t.index: t for t in video.turns}
     segments, centre_crops, skipped = [], 0, 0
     for clip in video.clips:
-        turn = turns.get(int(clip.stem)) if clip.stem.isdigit() else None
-        wavs = [video.folder / f"wav_{side}_segments" / f"{clip.stem}.wav" for side in ("left", "right")]
+        if clip.start is None:  # no left log says when it was
+            skipped += 1
+            continue
         try:
-            frames, audio = read_clip(clip, wavs)
+            span = read_clip(video, clip)
         except UserError:
             skipped += 1
             continue
-        if len(frames) < window:
+        if len(span.frames) < window:
             skipped += 1
             continue
-        segment = _encode(frames, audio, cfg, tokenizer, vae)
+        segment = _encode(span.frames, list(span.audio), cfg, tokenizer, vae)
         centre_crops += segment.pop("centre_crops")
-        T = len(frames)
-        speaking = torch.zeros(2, T, dtype=torch.bool)
-        emotion = torch.full((2, T), -1, dtype=torch.long)
-        if turn is not None:
-            p = 0 if turn.side == "left" else 1
-            speaking[p] = True  # a turn clip is its speaker's turn
-            if turn.emotion:
-                emotion[p] = emotion_id(turn.emotion)
-        segment.update(name=clip.stem, speaking=speaking, emotion=emotion)
+        speaking, emotion = video_labels(video, len(span.frames), span.first)
+        segment.update(name=clip.path.stem, first=span.first, speaking=torch.from_numpy(speaking),
+                       emotion=torch.from_numpy(emotion))
         segments.append(segment)
     if not segments:
         raise UserError(f"{video.folder}: no raw video and no usable turn clip ({skipped} skipped)")
     return {"segments": segments, "centre_crops": centre_crops, "skipped_clips": skipped}
 
 
-def read_clip(clip: Path, wavs: list[Path]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A turn clip as side-by-side frames [T,H,W,3] (uncropped) and its two wav segments aligned to
-    the clip's own audio (ClipError when still off by more than a frame)."""
-    frames = decode_frames(clip)
-    audio = align_to_clip(clip, [load_audio(w) for w in wavs])
-    T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
-    return frames[:T], [a[: T * SAMPLES_PER_FRAME] for a in audio]
+def read_clip(video: Video, clip: Clip) -> Span:
+    """A turn clip's span of the video (side-by-side frames and stereo audio, uncropped), checked
+    against the wav segment of every own turn inside it (ClipError when they disagree by more than a
+    frame: the clip is not the moment the logs say)."""
+    span = read_span(clip.path, clip.start, clip.end, origin=clip.start)
+    for turn in video.turns:
+        wav = video.segment_wav(turn)
+        if clip.start - 0.05 <= turn.start and turn.end <= clip.end + 0.05 and wav is not None and wav.is_file():
+            check_against_segment(clip.path, span, SIDES.index(turn.side), load_audio(wav), turn.start)
+    return span
 
 
 def windows(num_frames: int, length: int, stride: int) -> list[int]:
@@ -161,7 +165,7 @@ def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, sp
                 "mask": torch.ones(length, dtype=torch.bool),  # [T]
             }
             meta = {"video": video.name, "dialogue": video.dialogue_id, "start": start, "split": split,
-                    "text": text, "clip": seg["name"]}
+                    "text": text, "clip": seg["name"], "frame": seg["first"] + start}  # frame: in the whole video
             key = f"{video.name}_{seg['name']}_{start:07d}" if seg["name"] else f"{video.name}_{start:07d}"
             yield key, tensors, meta
         offset += T

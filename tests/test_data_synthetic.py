@@ -1,5 +1,5 @@
-"""The synthetic corpus: SocioEmoDialog's published layout, read back by the same index and reader,
-with ground truth that says who talks, who listens, and when the listener nods."""
+"""The synthetic corpus: SocioEmoDialog's layout as its tools write it, read back by the same index and
+reader, with ground truth that says who talks, who listens, and when the listener nods."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dyadgen.cli import main
-from dyadgen.data import read_turn
+from dyadgen.data import crop_people, read_span
 from dyadgen.data.emotions import EMOTIONS
 from dyadgen.data.socioemodialog import index_dataset
 from dyadgen.data.synthetic import NOD_LAG, synthesize
@@ -21,25 +21,28 @@ def corpus(tmp_path_factory):
 def test_published_layout(corpus):
     name = "990101_000_synth"
     folder = corpus / name
-    for f in [f"{name}.mp4", f"{name}_left.wav", f"{name}_right.wav", f"{name}_left_mute.wav",
-              f"{name}_right_mute.wav", f"{name}_left_speaker_diarization.log",
+    assert (corpus / f"{name}.mp4").is_file()  # the raw video lies beside its folder
+    for f in [f"{name}_left.wav", f"{name}_right.wav", f"{name}_left_mute.wav", f"{name}_right_mute.wav",
+              f"{name}_left_speaker_diarization.log", f"{name}_right_speaker_diarization.log",
               f"{name}_left_speaker_diarization_asr.json", f"{name}_right_speaker_diarization_asr.json"]:
         assert (folder / f).is_file(), f
     clips = sorted((folder / "video_segments").glob("*.mp4"))
     assert clips and [c.stem for c in clips] == [f"{i:06d}" for i in range(len(clips))]
-    assert len(list((folder / "wav_left_segments").glob("*.wav"))) == len(clips)
+    script = json.loads((corpus / "script.json").read_text())["990101_000"]
+    assert script["num_utterances"] == len(script["utterances"]) == len(clips)  # both people's turns
+    assert [u["speaker_id"] for u in script["utterances"]][:2] == [0, 1]  # the first speaker is speaker 0
+    assert all(u["emotion_label"] in EMOTIONS for u in script["utterances"])
     asr = json.loads((folder / f"{name}_left_speaker_diarization_asr.json").read_text())
     assert set(asr[0]) == {"idx", "start", "end", "asr", "asr_flag"} and asr[0]["start"].count(":") == 2
-    script = json.loads((corpus / "script.json").read_text())["990101_000"]
-    assert script["num_utterances"] == len(script["utterances"]) == len(clips)
-    assert all(u["emotion_label"] in EMOTIONS and u["speaker_id"] in (0, 1) for u in script["utterances"])
+    left_turns, right_turns = (len(list((folder / f"wav_{s}_segments").glob("*.wav"))) for s in ("left", "right"))
+    assert left_turns == len(asr) and left_turns + right_turns == len(clips)  # each side numbers its own
 
 
 def test_index_pairs_turns_with_script_lines(corpus):
     index = index_dataset(corpus)
     assert not index.problems and len(index.videos) == 1
     video = index.videos[0]
-    assert video.dialogue_id == "990101_000" and video.raw_video is not None
+    assert video.dialogue_id == "990101_000" and video.raw_video == corpus / "990101_000_synth.mp4"
     assert all(t.score == 1.0 and t.emotion in EMOTIONS for t in video.turns)
     assert video.channel_wavs["left"].name.endswith("_left_mute.wav")
 
@@ -58,20 +61,20 @@ def test_ground_truth_talking_and_listening(corpus):
 
 
 def test_turn_clip_reads_back_as_two_people(corpus):
-    folder = corpus / "990101_000_synth"
-    turn = read_turn(folder / "video_segments/000001.mp4", folder / "wav_left_segments/000001.wav",
-                     folder / "wav_right_segments/000001.wav", size=(128, 112))
-    P, T = turn.frames.shape[:2]
-    assert P == 2 and turn.frames.shape[2:] == (3, 128, 112) and turn.audio.shape == (2, T * 640)
-    assert not np.array_equal(turn.frames[0, 0], turn.frames[1, 0])  # two different people
+    clip = index_dataset(corpus).videos[0].clips[1]
+    span = read_span(clip.path, clip.start, clip.end, origin=clip.start)
+    people, _ = crop_people(span.frames, (128, 112))
+    P, T = people.shape[:2]
+    assert P == 2 and people.shape[2:] == (3, 128, 112) and span.audio.shape == (2, T * 640)
+    assert not np.array_equal(people[0, 0], people[1, 0])  # two different people
 
 
 def test_synth_command_is_resumable(tmp_path, capsys):
     args = ["synth", "--out", str(tmp_path), "--dialogues", "1", "--seed", "3", "--no-espeak"]
     assert main(args) == 0
-    first = (tmp_path / "990101_000_synth" / "990101_000_synth.mp4").stat().st_mtime_ns
+    first = (tmp_path / "990101_000_synth.mp4").stat().st_mtime_ns
     assert main(args) == 0  # a finished dialogue is not written again
-    assert (tmp_path / "990101_000_synth" / "990101_000_synth.mp4").stat().st_mtime_ns == first
+    assert (tmp_path / "990101_000_synth.mp4").stat().st_mtime_ns == first
     assert "wrote 1 dialogues" in capsys.readouterr().out
 
 
@@ -86,11 +89,12 @@ def test_dataset_stats_counts_and_lists_skipped_files(corpus, tmp_path, capsys):
     assert main(["dataset-stats", str(root), "--json", str(tmp_path / "s.json")]) == 0
     stats = json.loads((tmp_path / "s.json").read_text())
     script = json.loads((root / "script.json").read_text())["990101_000"]
-    assert stats["dialogues"] == 1 and stats["videos"] == 1 and stats["hours"] > 0
-    assert stats["utterances"] == len(script["utterances"])
-    assert sum(stats["emotions"].values()) == stats["utterances"] and len(stats["emotions"]) >= 19
-    left_turns = sum(u["speaker_id"] == 0 for u in script["utterances"])
-    assert stats["turns"] == left_turns  # the right side's ASR json is gone
+    assert stats["dialogues"] == stats["matched_dialogues"] == 1 and stats["videos"] == 1 and stats["hours"] > 0
+    assert stats["utterances"] == len(script["utterances"]) == stats["turns"]  # the turns come from the logs
+    assert sum(stats["utterances_per_emotion"].values()) == stats["utterances"]
+    assert len(stats["utterances_per_emotion"]) >= 19
+    right = len(list((root / "990101_000_synth" / "wav_right_segments").glob("*.wav")))
+    assert stats["unmatched_turns"] == right  # the right side's ASR json is gone: its emotions are unknown
     reasons = {s["file"].split("/")[-1]: s["reason"] for s in stats["skipped"]}
     assert reasons["990101_000_synth_right_speaker_diarization_asr.json"] == "missing ASR json"
     assert "no video" in reasons["990101_999_synth"]

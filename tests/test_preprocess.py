@@ -89,8 +89,8 @@ def test_a_folder_with_only_turn_clips_is_encoded_clip_by_clip(corpus, tmp_path)
     root, overrides = corpus
     clips_only = tmp_path / "clips_only"
     shutil.copytree(root / "synth", clips_only)
-    for raw in clips_only.glob("*/*_synth.mp4"):
-        raw.unlink()  # the published turn clips, segment wavs and ASR json remain
+    for raw in clips_only.glob("*_synth.mp4"):
+        raw.unlink()  # the raw videos beside their folders; the turn clips, wavs, logs and ASR json remain
     cfg = load_config(preset_name="tiny", overrides=overrides)
     summary = preprocess(clips_only, tmp_path / "shards", cfg, progress=False)
     assert summary.videos == 2 and not summary.skipped
@@ -98,5 +98,5 @@ def test_a_folder_with_only_turn_clips_is_encoded_clip_by_clip(corpus, tmp_path)
     assert contents and all("_000" in key for key in contents)  # keys name their clip
     reader, shard = ShardReader(), next((tmp_path / "shards").glob("*/*.tar"))
     tensors, meta = reader.read(shard, shard_keys(shard)[0])
-    assert meta["clip"] and tensors["speaking"].sum(0).max() >= 1  # the clip's speaker speaks
+    assert meta["clip"] and tensors["speaking"].sum(0).max() >= 1  # someone speaks in a turn clip
     assert tensors["latents"].shape[:2] == (2, 16) and tensors["refs"].shape[:2] == (2, 4)

@@ -1,8 +1,9 @@
-"""Decode a time range of a side-by-side video at 25 fps, split it into the two people, crop them by
-the shared crop rule, and pair it with 16 kHz audio per person.
+"""Decode a time range of a side-by-side video at 25 fps, split it into the two people and crop them
+by the shared crop rule; read a turn clip by its own timestamps with both people's audio.
 
-decord does random-access decoding where it is installed; PyAV decodes elsewhere. Whatever the
-source frame rate, output frame k is the source frame showing time start + k / 25.
+decord does random-access decoding of raw videos where it is installed; PyAV decodes elsewhere and
+always for turn clips (decord ignores their edit lists). Whatever the source frame rate, output
+frame k is the source frame showing time k / 25 of the video.
 """
 
 from __future__ import annotations
@@ -13,21 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dyadgen.clock import FPS, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from dyadgen.data.crop import Box, clip_box, crop_to_framing
 from dyadgen.errors import UserError
-from dyadgen.io.audio import load_audio
 
 
 class ClipError(UserError):
     """A clip that cannot be used (corrupt, misaligned): skipped and counted in long jobs."""
-
-
-@dataclass
-class Turn:
-    frames: np.ndarray  # uint8 [P,T,3,H,W]
-    audio: np.ndarray  # float32 [P,N], N = T * 640
-    boxes: list[Box | None]  # the face box each person was framed by (None: centre crop)
 
 
 def decode_frames(path: str | os.PathLike, start: float = 0.0, num_frames: int | None = None,
@@ -110,42 +103,95 @@ def align_offset(reference: np.ndarray, segment: np.ndarray, max_shift: int) -> 
     return int(lags[keep][np.argmax(corr[keep])])
 
 
-def read_turn(video: str | os.PathLike, left_wav: str | os.PathLike, right_wav: str | os.PathLike, *,
-              fps: int = FPS, size: tuple[int, int] = (128, 112), align: bool = True) -> Turn:
-    """A turn clip and its two wav segments -> frames uint8 [P,T,3,H,W] and audio float32 [P,N] at
-    16 kHz over the same time span (N = T * 640).
-
-    The published clips are cut by stream copy (they start on a keyframe) while the wavs are cut
-    exactly, so with ``align`` each wav is aligned to the clip's own audio track by
-    cross-correlation; a clip still off by more than one frame raises ClipError."""
-    frames = decode_frames(video, fps=fps)  # [T,H,W,3]
-    audio = [load_audio(left_wav), load_audio(right_wav)]
-    if align:
-        audio = align_to_clip(Path(video), audio)
-    T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
-    if T == 0:
-        raise ClipError(f"{video}: no frames with audio")
-    people, boxes = crop_people(frames[:T], size)
-    n = T * SAMPLES_PER_FRAME
-    return Turn(frames=people, audio=np.stack([a[:n] for a in audio]).astype(np.float32), boxes=boxes)
+def grid_frames(start: float, end: float) -> tuple[int, int]:
+    """The video's 25 fps frames [first, stop) whose time k / 25 lies in [start, end), within
+    ``TIME_SLACK`` (log times are truncated to the millisecond, so a turn logged at 1.159 s starts
+    on frame 29 at 1.160 s)."""
+    return int(np.ceil(start * FPS - TIME_SLACK)), int(np.ceil(end * FPS - TIME_SLACK))
 
 
-def align_to_clip(video: Path, audio: list[np.ndarray]) -> list[np.ndarray]:
-    """Shift a turn clip's two wav segments [N] each onto the clip's own audio track by cross-
-    correlation (clips cut by stream copy start on a keyframe, before the turn); ClipError when the
-    result is still off by more than one frame."""
-    from dyadgen.io.audio import load_stereo
+TIME_SLACK = 0.03  # frames (1.2 ms)
 
+
+@dataclass
+class Span:
+    """A stretch of a video on its own 25 fps grid: frame ``first`` is shown at ``first / 25`` s."""
+
+    first: int
+    frames: np.ndarray  # uint8 [T,H,W,3] side by side
+    audio: np.ndarray  # float32 [2,N] at 16 kHz, N = T * 640, channel 0 = left person
+
+
+def read_span(path: str | os.PathLike, start: float, end: float, *, origin: float = 0.0) -> Span:
+    """Frames and stereo audio of ``[start, end)`` seconds of a video, placed by the file's own
+    timestamps; ``origin`` is the video time at which the file's time 0 lies (a turn clip's log
+    start). Turn clips cut by stream copy start on a keyframe before their turn and hide the
+    pre-roll with an edit list: PyAV applies it (decord does not), and frames still before time 0
+    are dropped here, so a clip reads exactly like the same span of the raw video."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClipError(f"{path}: file not found")
     try:
-        track = load_stereo(video).mean(0)  # the clip's own audio, both channels
-    except UserError:
-        return audio  # no audio track to align against
-    mix = audio[0][: len(audio[1])] + audio[1][: len(audio[0])]
-    max_shift = 25 * SAMPLES_PER_FRAME  # search +-1 s
-    lag = align_offset(track, mix, max_shift)
-    # lag > 0: the clip starts earlier than the wavs (keyframe before the cut): pad the wavs
-    shifted = [np.concatenate([np.zeros(lag, np.float32), a]) if lag > 0 else a[-lag:] for a in audio]
-    residual = align_offset(track, shifted[0][: len(shifted[1])] + shifted[1][: len(shifted[0])], max_shift)
-    if abs(residual) > SAMPLES_PER_FRAME:
-        raise ClipError(f"{video}: audio still off by {residual / SAMPLES_PER_FRAME:.1f} frames after alignment")
-    return shifted
+        with av.open(str(path)) as box:
+            times, images = [], []
+            for frame in box.decode(box.streams.video[0]):
+                times.append(float(frame.time))
+                images.append(frame.to_ndarray(format="rgb24"))
+        with av.open(str(path)) as box:
+            if not box.streams.audio:
+                raise ClipError(f"{path}: no audio track")
+            stream = box.streams.audio[0]
+            rate = stream.codec_context.sample_rate
+            to_stereo = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+            pieces = [(float(f.time), f.to_ndarray())
+                      for frame in box.decode(stream) for f in to_stereo.resample(frame)]
+    except ClipError:
+        raise
+    except Exception as err:
+        raise ClipError(f"{path}: cannot decode ({type(err).__name__}: {str(err)[:80]})") from None
+    if not images:
+        raise ClipError(f"{path}: no video frames")
+    first, stop = grid_frames(start, end)
+    order = np.argsort(times, kind="stable")
+    times = np.asarray(times)[order]  # [F] seconds in the file
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / FPS
+    wanted = np.arange(first, stop) / FPS - origin  # [T] file time of each output frame
+    wanted = wanted[wanted <= times[-1] + step - 1e-3]  # the file ends there
+    pick = np.clip(np.searchsorted(times, wanted + 1e-3, side="right") - 1, 0, len(times) - 1)
+    frames = np.stack([images[order[i]] for i in pick]) if len(pick) else np.zeros((0, *images[0].shape), np.uint8)
+    audio = _place_audio(pieces, rate, first / FPS - origin, len(frames))
+    return Span(first, frames, audio)
+
+
+def _place_audio(pieces: list[tuple[float, np.ndarray]], rate: int, start: float, num_frames: int) -> np.ndarray:
+    """Decoded stereo pieces (file time, float32 [2,n]) -> float32 [2, num_frames * 640] at 16 kHz
+    from file time ``start`` (silence where the file has no audio)."""
+    from dyadgen.io.audio import resample
+
+    end = max((round(t * rate) + x.shape[1] for t, x in pieces), default=0)
+    track = np.zeros((2, max(end, 0)), np.float32)
+    for t, x in pieces:
+        a = round(t * rate)
+        keep = x[:, max(0, -a):]
+        track[:, max(a, 0): max(a, 0) + keep.shape[1]] = keep
+    track = resample(track, rate, SAMPLE_RATE)
+    n, s0 = num_frames * SAMPLES_PER_FRAME, round(start * SAMPLE_RATE)
+    out = np.zeros((2, n), np.float32)
+    piece = track[:, max(s0, 0): s0 + n]
+    out[:, max(-s0, 0): max(-s0, 0) + piece.shape[1]] = piece[:, : n - max(-s0, 0)]
+    return out
+
+
+def check_against_segment(clip: Path, span: Span, channel: int, segment: np.ndarray, turn_start: float) -> None:
+    """Cross-check a clip's channel against a wav segment [N] at 16 kHz of a turn starting at
+    ``turn_start`` s inside it: ClipError when their audio disagrees by more than a frame."""
+    expected = round((turn_start - span.first / FPS) * SAMPLE_RATE)
+    reference = span.audio[channel]
+    if expected < 0 or expected + len(segment) > len(reference) + SAMPLES_PER_FRAME or not np.any(segment):
+        return  # the segment is not inside the clip: nothing to compare
+    lag = align_offset(reference, segment, max_shift=expected + FPS * SAMPLES_PER_FRAME)
+    if abs(lag - expected) > SAMPLES_PER_FRAME:
+        raise ClipError(f"{clip}: audio disagrees with its wav segment by {(lag - expected) / SAMPLES_PER_FRAME:.1f} "
+                        "frames")

@@ -1,20 +1,17 @@
-"""`dyadgen prepare-raw`: raw side-by-side videos with a stereo track -> SocioEmoDialog's processed layout.
+"""`dyadgen prepare-raw`: raw side-by-side videos with a stereo track -> SocioEmoDialog's layout
+exactly as its own tools write it (dyadgen.data.layout), so their tools and ours can be mixed.
 
-For each ``<raw>/<name>.mp4`` (left actor in the left half and the left channel):
-
-    <out>/<name>/<name>.mp4                               the raw video, copied
-    <out>/<name>/<name>_{left,right}.wav                  each channel at 16 kHz
-    <out>/<name>/<name>_{left,right}_mute.wav             the channel with the partner's solo turns silenced
-    <out>/<name>/<name>_{left,right}_speaker_diarization_asr.json
-    <out>/<name>/<name>_left_speaker_diarization.log
-    <out>/<name>/video_segments/000000.mp4 ...            turn clips, cut frame-accurately at 25 fps
-    <out>/<name>/wav_{left,right}_segments/000000.wav ...
+For each ``<raw>/<name>.mp4`` (left actor in the left half and the left channel) it writes
+``<out>/<name>.mp4`` (a copy) beside ``<out>/<name>/``: channel wavs at the source rate, per-channel
+diarization logs (speaker 0 = the channel's own actor, numbered per channel), `_mute` wavs,
+``wav_{left,right}_segments/``, per-side ASR json and ``video_segments/`` (one clip per left-log line).
 
 Turns come from ``<raw>/<name>_{left,right}_speaker_diarization_asr.json`` when present (the published
-ASR format), else from energy-based voice activity on each channel. Unlike the published processing
-(stream copy, so clips start on keyframes) clips are decoded and re-encoded, so a clip starts exactly
-on its turn's first frame. Each video folder is written to a temporary name and renamed when complete:
-a killed run resumes by skipping finished folders.
+ASR format), else from energy-based voice activity on each channel (no ASR text then). Unlike their
+processing (stream copy, so clips start on keyframes) clips are decoded and re-encoded, so a clip
+starts on its turn's first frame; the reader places both kinds by their own timestamps. Each video
+folder is written under a temporary name and renamed when complete: a killed run resumes by skipping
+finished folders.
 """
 
 from __future__ import annotations
@@ -28,10 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dyadgen.data.socioemodialog import parse_time, timestamp
+from dyadgen.data.layout import SIDES, SpokenTurn, parse_time, write_video_folder
 from dyadgen.errors import UserError
-
-SIDES = ("left", "right")
 
 
 @dataclass
@@ -102,55 +97,31 @@ def find_turns(raw: Path, audio: np.ndarray) -> tuple[list[RawTurn], str]:
     return sorted(turns, key=lambda t: (t.start, t.side)), source
 
 
-def mute_partner(audio: np.ndarray, turns: list[RawTurn]) -> np.ndarray:
-    """[P,N] -> [P,N] with each channel silenced where only the partner speaks (the `_mute` wavs)."""
-    own = np.zeros(audio.shape, bool)
-    for t in turns:
-        own[SIDES.index(t.side), t.start: t.end] = True
-    muted = audio.copy()
-    for p in range(2):
-        muted[p, own[1 - p] & ~own[p]] = 0.0
-    return muted
+def cut_exact(raw: Path, dst: Path, start: float, end: float) -> None:
+    """A frame-accurate clip of ``[start, end)``: the raw video decoded on its 25 fps grid and
+    re-encoded with its stereo track, so the clip's first frame is the turn's first frame."""
+    from dyadgen.data.clips import read_span
+    from dyadgen.io.video import VideoWriter
+
+    span = read_span(raw, start, end)
+    height, width = span.frames.shape[1:3]
+    with VideoWriter(dst, width=width, height=height, audio=span.audio) as writer:
+        writer.write(span.frames)
 
 
 def prepare_video(raw: Path, out: Path) -> tuple[str, int]:
-    """Write one video's folder; returns (turn source, number of turns). A finished folder is kept."""
-    from dyadgen.data.clips import decode_frames
-    from dyadgen.io.audio import load_stereo, write_wav
-    from dyadgen.io.video import VideoWriter, probe_video
+    """Write one video's copy and folder; returns (turn source, number of turns)."""
+    from dyadgen.io.audio import load_stereo, read_audio
 
-    name = raw.stem
-    folder, tmp = out / name, out / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    audio = load_stereo(raw)  # [2,N] at 16 kHz
-    info = probe_video(raw)
+    audio = load_stereo(raw)  # [2,N] at 16 kHz, for voice activity
     turns, source = find_turns(raw, audio)
-    for sub in ("video_segments", "wav_left_segments", "wav_right_segments"):
-        (tmp / sub).mkdir(parents=True)
-    shutil.copyfile(raw, tmp / raw.name)
-    muted = mute_partner(audio, turns)
-    for p, side in enumerate(SIDES):
-        write_wav(tmp / f"{name}_{side}.wav", audio[p])
-        write_wav(tmp / f"{name}_{side}_mute.wav", muted[p])
-    asr: dict[str, list] = {side: [] for side in SIDES}
-    log = []
-    for i, turn in enumerate(turns):
-        clip = f"{i:06d}"
-        frames = decode_frames(raw, start=turn.start / SAMPLE_RATE,
-                               num_frames=(turn.end - turn.start) // SAMPLES_PER_FRAME)  # [T,H,W,3]
-        s0, s1 = turn.start, turn.start + len(frames) * SAMPLES_PER_FRAME
-        with VideoWriter(tmp / "video_segments" / f"{clip}.mp4", width=info.width, height=info.height,
-                         audio=audio[:, s0:s1]) as writer:
-            writer.write(frames)
-        for p, side in enumerate(SIDES):
-            write_wav(tmp / f"wav_{side}_segments" / f"{clip}.wav", audio[p, s0:s1])
-        asr[turn.side].append({"idx": i, "start": timestamp(s0), "end": timestamp(s1), "asr": turn.text,
-                               "asr_flag": bool(turn.text)})
-        log.append(f"{timestamp(s0)} - {timestamp(s1)} speaker {SIDES.index(turn.side)}; [Saved as {clip}.wav]")
-    (tmp / f"{name}_left_speaker_diarization.log").write_text("\n".join(log) + "\n")
-    for side in SIDES:
-        (tmp / f"{name}_{side}_speaker_diarization_asr.json").write_text(json.dumps(asr[side], ensure_ascii=False))
-    os.replace(tmp, folder)
+    native, rate = read_audio(raw)  # [2,N'] at the source rate, for the wavs
+    copy = out / raw.name
+    tmp = out / f".{raw.stem}.tmp{raw.suffix}"
+    shutil.copyfile(raw, tmp)
+    os.replace(tmp, copy)
+    spoken = [SpokenTurn(t.side, t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, t.text) for t in turns]
+    write_video_folder(out, copy, native, rate, spoken, cut_exact)
     return source, len(turns)
 
 
@@ -174,6 +145,7 @@ def prepare_raw(raw_dir: str | os.PathLike, out: str | os.PathLike, *, progress:
             source, turns = prepare_video(raw, out)
         except (UserError, OSError, ValueError) as err:  # a bad video is skipped and counted, never fatal
             shutil.rmtree(out / f".{raw.stem}.tmp", ignore_errors=True)
+            (out / f".{raw.stem}.tmp{raw.suffix}").unlink(missing_ok=True)
             summary["skipped"].append((str(raw), str(err)))
             continue
         summary["videos"] += 1

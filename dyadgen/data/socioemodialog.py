@@ -1,48 +1,82 @@
-"""Index a dataset root in SocioEmoDialog's published layout (see DATASETS.md).
+"""Index a dataset root in SocioEmoDialog's layout as its own tools write it (dyadgen.data.layout,
+DATASETS.md): one timeline of turns per video, every file mapped onto it.
 
-Per video folder: turn clips, channel wavs (and `_mute` versions), per-side ASR json; a script json
-of dialogues beside them. Each ASR turn is paired with its side (the json it came from) and with
-the script line whose text is most similar (difflib ratio, kept as ``score``), within the dialogue
-named by an explicit video-to-dialogue mapping when one is given, else the best-matching dialogue.
+- The raw video lies at ``<root>/<v>.mp4`` beside its folder ``<root>/<v>/`` (inside is accepted).
+- Who speaks when comes from the two diarization logs: the "speaker 0" lines of the left log are the
+  left person's turns, those of the right log the right person's. A side without a log takes its
+  turns from the other log's speaker-1 lines (the partner's voice in that microphone).
+- ``wav_<side>_segments/K.wav`` and ASR ``idx`` K are that side's K-th speaker-0 line;
+  ``video_segments/N.mp4`` is the N-th line of the LEFT log, either speaker. So clip N, left wav N
+  and right wav N are in general three different moments.
+- ASR json checks: a missing side, a json holding the other side's turns (its times match the other
+  log), two identical jsons, and their whisper_asr.py bug (for a video whose name contains "left"
+  the right side's ASR is written over the left json and no right json is written) - detected,
+  listed in ``problems`` and resolved from the logs and, where scripts exist, the script match.
+- Turns are matched to script lines in order, per side (dyadgen.data.script_match); unmatched
+  turns keep an empty emotion (unknown), never a guess.
 Missing or unreadable files are reported (file, reason) and skipped, never fatal.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dyadgen.clock import SAMPLE_RATE
+from dyadgen.data.layout import SIDES, Segment, parse_log, parse_time
+from dyadgen.data.script_match import is_chinese, match_video
 
-SIDES = ("left", "right")
+TIME_TOLERANCE = 0.002  # seconds: ASR json times are the log's strings, so they agree to the millisecond
 
 
 @dataclass
 class Turn:
-    index: int
+    """One person's own turn on the video's timeline."""
+
     side: str  # who speaks: "left" or "right"
     start: float  # seconds in the whole video
     end: float
-    asr: str
-    asr_flag: bool
-    utterance_id: str = ""
+    number: int | None  # K of wav_<side>_segments/K.wav and ASR idx K; None when taken from the partner's log
+    asr: str = ""
+    asr_flag: bool = False
+    dialogue_id: str = ""
+    utterance_id: str = ""  # empty: not matched to a script line (emotion unknown)
     emotion: str = ""
     script_text: str = ""
     score: float = 0.0  # text similarity of the ASR to the matched script line
 
 
 @dataclass
+class Clip:
+    """``video_segments/N.mp4``: the N-th line of the left log, cut from the raw video."""
+
+    path: Path
+    number: int
+    start: float | None  # the log line's span, seconds in the whole video (None: no left log to place it)
+    end: float | None
+    side: str  # whose voice the left log heard: "left" (speaker 0), "right" (any other), "" unknown
+
+
+@dataclass
 class Video:
     name: str
     folder: Path
-    dialogue_id: str = ""
-    topic: str = ""
     raw_video: Path | None = None
-    channel_wavs: dict[str, Path] = field(default_factory=dict)  # side -> `_mute` wav, else raw channel
-    turns: list[Turn] = field(default_factory=list)
-    clips: list[Path] = field(default_factory=list)
+    channel_wavs: dict[str, Path] = field(default_factory=dict)  # side -> `_mute` wav, else the channel wav
+    turns: list[Turn] = field(default_factory=list)  # both people, sorted by start
+    clips: list[Clip] = field(default_factory=list)
+    dialogue_ids: list[str] = field(default_factory=list)  # the dialogues it holds, in time order
+    topic: str = ""
+
+    @property
+    def dialogue_id(self) -> str:
+        """The first dialogue of the video: the key of its split."""
+        return self.dialogue_ids[0] if self.dialogue_ids else ""
+
+    def segment_wav(self, turn: Turn) -> Path | None:
+        if turn.number is None:
+            return None
+        return self.folder / f"wav_{turn.side}_segments" / f"{turn.number:06d}.wav"
 
 
 @dataclass
@@ -51,17 +85,6 @@ class DatasetIndex:
     videos: list[Video]
     scripts: dict[str, dict]
     problems: list[tuple[str, str]]  # (file, reason)
-
-
-def parse_time(text: str) -> float:
-    h, m, s = text.split(":")
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
-def timestamp(samples: int) -> str:
-    """16 kHz samples -> HH:MM:SS.mmm, the ASR json's time format (the inverse of parse_time)."""
-    ms = round(samples * 1000 / SAMPLE_RATE)
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
 def _load_json(path: Path, problems: list[tuple[str, str]]):
@@ -82,81 +105,233 @@ def load_scripts(root: Path, script_json: str, problems: list[tuple[str, str]]) 
     return scripts
 
 
-def match_turns(turns: list[Turn], utterances: list[dict]) -> float:
-    """Pair turns with script lines by text similarity (in place); returns the mean score."""
-    if not turns or not utterances:
-        return 0.0
-    for turn in turns:
-        best, score = None, -1.0
-        for u in utterances:
-            r = difflib.SequenceMatcher(None, turn.asr, u.get("text", "")).ratio()
-            if r > score:
-                best, score = u, r
-        turn.utterance_id = best.get("utterance_id", "")
-        turn.emotion = best.get("emotion_label", "")
-        turn.script_text = best.get("text", "")
-        turn.score = score
-    return sum(t.score for t in turns) / len(turns)
-
-
 def index_dataset(root: str | Path, *, script_json: str = "", video_to_dialogue: str = "") -> DatasetIndex:
     root = Path(root)
     problems: list[tuple[str, str]] = []
     scripts = load_scripts(root, script_json, problems)
-    mapping: dict[str, str] = {}
     mapping_path = Path(video_to_dialogue) if video_to_dialogue else root / "video_to_dialogue.json"
-    if mapping_path.is_file():
-        mapping = _load_json(mapping_path, problems) or {}
+    mapping = (_load_json(mapping_path, problems) or {}) if mapping_path.is_file() else {}
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = {f.name for f in folders}
+    for raw in sorted(root.glob("*.mp4")):
+        if raw.stem not in names and not raw.name.startswith("."):
+            problems.append((str(raw), "raw video without its processed folder"))
+    warned_language = False
     videos = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        video = _index_video(folder, problems)
+    for folder in folders:
+        video, readings = _index_video(folder, problems)
         if video is None:
             continue
-        if video.name in mapping and mapping[video.name] in scripts:
-            video.dialogue_id = mapping[video.name]
-            match_turns(video.turns, scripts[video.dialogue_id]["utterances"])
-        elif scripts:  # no mapping: the dialogue whose lines the ASR matches best
-            scored = []
-            for did, script in scripts.items():
-                trial = [Turn(**{**t.__dict__}) for t in video.turns]
-                scored.append((match_turns(trial, script["utterances"]), did))
-            best_score, best = max(scored)
-            video.dialogue_id = best
-            match_turns(video.turns, scripts[best]["utterances"])
-        if video.dialogue_id:
-            video.topic = scripts[video.dialogue_id].get("topic_label", "")
+        _apply_asr(video, readings[0])
+        candidates = _candidate_dialogues(video.name, mapping, scripts)
+        if candidates and not warned_language and not _script_language_fits(video, scripts, candidates):
+            problems.append((script_json or str(root), "the ASR is Chinese but the script is not: use the Chinese "
+                             "script (SocioEmoDialog_scrpits_cn.json)"))
+            warned_language = True
+        if candidates and not warned_language:
+            scores = []
+            for reading in readings:  # the reading of the ASR files whose turns match the script best
+                _apply_asr(video, reading)
+                scores.append(_match(video, scripts, candidates) + _order_agreement(video, scripts))
+            if len(readings) > 1:
+                _apply_asr(video, readings[scores.index(max(scores))])
+                _match(video, scripts, candidates)
         videos.append(video)
     return DatasetIndex(root, videos, scripts, problems)
 
 
-def _index_video(folder: Path, problems: list[tuple[str, str]]) -> Video | None:
+def _candidate_dialogues(name: str, mapping: dict, scripts: dict[str, dict]) -> list[str]:
+    """The dialogues a video may hold: the mapping's (a dialogue id or a list of them), else every
+    dialogue of the video's date (raw files are named ``<date>_md5_<side>.mp4``)."""
+    if name in mapping:
+        ids = mapping[name] if isinstance(mapping[name], list) else [mapping[name]]
+        return [d for d in ids if d in scripts]
+    date = name.split("_")[0]
+    return sorted(d for d in scripts if d.split("_")[0] == date)
+
+
+def _script_language_fits(video: Video, scripts: dict[str, dict], candidates: list[str]) -> bool:
+    asr = [t.asr for t in video.turns if t.asr]
+    script = [str(u.get("text", "")) for d in candidates for u in scripts[d].get("utterances", [])]
+    return not (asr and is_chinese(asr) and not is_chinese(script))
+
+
+def _match(video: Video, scripts: dict[str, dict], candidates: list[str]) -> float:
+    """Match the turns to script lines in place; returns the summed match score."""
+    by_side = {side: [t for t in video.turns if t.side == side] for side in SIDES}
+    texts = {side: [t.asr if t.asr and t.asr_flag else None for t in turns] for side, turns in by_side.items()}
+    matches = match_video(texts, scripts, candidates)
+    for side, turns in by_side.items():
+        for turn, m in zip(turns, matches[side], strict=True):
+            if m is not None:
+                turn.dialogue_id, turn.utterance_id, turn.emotion = m.dialogue_id, m.utterance_id, m.emotion
+                turn.script_text, turn.score = m.text, m.score
+    video.dialogue_ids = list(dict.fromkeys(t.dialogue_id for t in video.turns if t.dialogue_id))
+    if video.dialogue_ids:
+        video.topic = str(scripts[video.dialogue_id].get("topic_label", ""))
+    return sum(t.score for t in video.turns)
+
+
+def _order_agreement(video: Video, scripts: dict[str, dict]) -> int:
+    """How many gaps between a side's consecutive matched turns (and before its first one) hold as
+    many partner turns as the script has partner lines there. Texts of one side alone match the
+    script equally well on either side; the order of both people's turns in time tells them apart."""
+    position = {str(u.get("utterance_id", "")): i for d in scripts.values() for i, u in enumerate(d["utterances"])}
+    agree = 0
+    for side in SIDES:
+        partner = [t.start for t in video.turns if t.side != side]
+        matched = [t for t in video.turns if t.side == side and t.utterance_id]
+        previous = None
+        for turn in matched:
+            if previous is None or previous.dialogue_id != turn.dialogue_id:
+                if previous is None and turn.dialogue_id == video.dialogue_id:  # the video's first dialogue
+                    lines = scripts[turn.dialogue_id]["utterances"][: position[turn.utterance_id]]
+                    own_id = scripts[turn.dialogue_id]["utterances"][position[turn.utterance_id]].get("speaker_id")
+                    agree += sum(u.get("speaker_id") != own_id for u in lines) == sum(t < turn.start for t in partner)
+            else:
+                lines = scripts[turn.dialogue_id]["utterances"][position[previous.utterance_id] + 1:
+                                                                position[turn.utterance_id]]
+                own_id = scripts[turn.dialogue_id]["utterances"][position[turn.utterance_id]].get("speaker_id")
+                between = sum(previous.start < t < turn.start for t in partner)
+                agree += sum(u.get("speaker_id") != own_id for u in lines) == between
+            previous = turn
+    return agree
+
+
+def _index_video(folder: Path, problems: list[tuple[str, str]]) -> tuple[Video | None, list[dict]]:
     name = folder.name
     video = Video(name=name, folder=folder)
-    raw = folder / f"{name}.mp4"
-    video.raw_video = raw if raw.is_file() else None
+    for raw in (folder.parent / f"{name}.mp4", folder / f"{name}.mp4"):  # beside the folder, or inside
+        if raw.is_file():
+            video.raw_video = raw
+            break
     for side in SIDES:
         for candidate in (folder / f"{name}_{side}_mute.wav", folder / f"{name}_{side}.wav"):
             if candidate.is_file():
                 video.channel_wavs[side] = candidate
                 break
-        else:
-            problems.append((str(folder / f"{name}_{side}.wav"), "missing channel wav"))
-        asr_path = folder / f"{name}_{side}_speaker_diarization_asr.json"
-        if not asr_path.is_file():
-            problems.append((str(asr_path), "missing ASR json"))
+    logs: dict[str, list[Segment]] = {}
+    for side in SIDES:
+        path = folder / f"{name}_{side}_speaker_diarization.log"
+        if not path.is_file():
+            problems.append((str(path), "missing diarization log"))
             continue
-        entries = _load_json(asr_path, problems) or []
-        for e in entries:
-            try:
-                video.turns.append(Turn(int(e["idx"]), side, parse_time(e["start"]), parse_time(e["end"]),
-                                        str(e.get("asr", "")), bool(e.get("asr_flag", True))))
-            except (KeyError, ValueError, TypeError):
-                problems.append((str(asr_path), f"malformed entry {e!r:.60}"))
-    video.turns.sort(key=lambda t: t.start)
-    video.clips = sorted((folder / "video_segments").glob("*.mp4"))
+        try:
+            logs[side] = parse_log(path)
+        except OSError as err:
+            problems.append((str(path), f"unreadable diarization log ({type(err).__name__})"))
+    asr = _read_asr(folder, name, problems)
+    video.turns = _timeline(folder, name, logs, asr, problems)
+    readings = _asr_readings(video, asr, problems)
+    video.clips = _clips(folder, logs.get("left"), problems)
     if video.raw_video is None and not video.clips:
-        problems.append((str(folder), "no video (neither the raw video nor video_segments/)"))
-        return None
-    if len(video.channel_wavs) < 2:
-        return None
-    return video
+        problems.append((str(folder), "no video (neither the raw video beside or inside the folder nor "
+                         "usable video_segments/)"))
+        return None, readings
+    if not video.turns:
+        problems.append((str(folder), "no turns (no diarization log or ASR json)"))
+    return video, readings
+
+
+def _read_asr(folder: Path, name: str, problems) -> dict[str, list[dict]]:
+    asr: dict[str, list[dict]] = {}
+    for side in SIDES:
+        path = folder / f"{name}_{side}_speaker_diarization_asr.json"
+        if not path.is_file():
+            problems.append((str(path), "missing ASR json"))
+            continue
+        entries = _load_json(path, problems)
+        good = []
+        for e in entries if isinstance(entries, list) else []:
+            try:
+                good.append({"idx": int(e["idx"]), "start": parse_time(e["start"]), "end": parse_time(e["end"]),
+                             "asr": str(e.get("asr", "")), "asr_flag": bool(e.get("asr_flag", True))})
+            except (KeyError, ValueError, TypeError, AttributeError):
+                problems.append((str(path), f"malformed entry {e!r:.60}"))
+        asr[side] = good
+    return asr
+
+
+def _timeline(folder: Path, name: str, logs: dict[str, list[Segment]], asr: dict[str, list[dict]],
+              problems) -> list[Turn]:
+    """Both people's turns sorted by start: each side's own log, else its ASR json's times, else the
+    other log's speaker-1 lines."""
+    turns: list[Turn] = []
+    for side in SIDES:
+        other = SIDES[1 - SIDES.index(side)]
+        if side in logs:
+            own = [s for s in logs[side] if s.speaker == 0]
+            turns += [Turn(side, s.start, s.end, s.saved_as if s.saved_as is not None else k)
+                      for k, s in enumerate(own)]
+        elif side in asr:
+            turns += [Turn(side, e["start"], e["end"], e["idx"]) for e in asr[side]]
+            problems.append((str(folder / f"{name}_{side}_speaker_diarization.log"),
+                             f"{side} turns taken from its ASR json"))
+        elif other in logs:
+            turns += [Turn(side, s.start, s.end, None) for s in logs[other] if s.speaker != 0]
+            problems.append((str(folder / f"{name}_{side}_speaker_diarization.log"),
+                             f"{side} turns taken from the {other} log's speaker-1 lines"))
+    return sorted(turns, key=lambda t: (t.start, t.side))
+
+
+def _fits(entries: list[dict], turns: list[Turn]) -> int:
+    """How many ASR entries land on a turn of ``turns`` with the same number and times."""
+    by_number = {t.number: t for t in turns}
+    return sum(1 for e in entries if (t := by_number.get(e["idx"])) is not None
+               and abs(t.start - e["start"]) <= TIME_TOLERANCE and abs(t.end - e["end"]) <= TIME_TOLERANCE)
+
+
+def _asr_readings(video: Video, asr: dict[str, list[dict]], problems) -> list[dict[str, list[dict]]]:
+    """Which side each ASR json really holds: one reading ({side: entries}), or two where the files
+    cannot tell (the 'left'-name case), for the script match to decide."""
+    by_side = {side: [t for t in video.turns if t.side == side] for side in SIDES}
+    path = {side: str(video.folder / f"{video.name}_{side}_speaker_diarization_asr.json") for side in SIDES}
+    if "left" in asr and "right" in asr and asr["left"] == asr["right"]:
+        problems.append((path["right"], "the left and right ASR json are identical (one side written twice)"))
+        kept = {side: asr[side] for side in SIDES if _fits(asr[side], by_side[side]) >= len(asr[side]) / 2}
+        asr = kept or {"left": asr["left"]}
+    reading: dict[str, list[dict]] = {}
+    for side, entries in asr.items():
+        other = SIDES[1 - SIDES.index(side)]
+        if entries and _fits(entries, by_side[other]) > _fits(entries, by_side[side]):
+            problems.append((path[side], f"holds the {other} side's turns (its times match the {other} log)"))
+            reading.setdefault(other, entries)
+        else:
+            reading.setdefault(side, entries)
+    if "left" in video.name and "left" in asr and "right" not in asr:
+        # their whisper_asr.py picks the side by 'left' in the segment folder's path, so for such a video the
+        # right pass transcribes wav_right_segments/K on the left log's lines and writes over the left json
+        problems.append((path["left"], "video name contains 'left' and the right ASR json is missing: the left "
+                         "json may hold the right side's texts (their whisper_asr.py); the script match decides"))
+        return [reading, {"right": asr["left"]}]
+    return [reading]
+
+
+def _apply_asr(video: Video, reading: dict[str, list[dict]]) -> None:
+    for turn in video.turns:
+        turn.asr, turn.asr_flag = "", False
+        turn.dialogue_id = turn.utterance_id = turn.emotion = turn.script_text = ""
+        turn.score = 0.0
+    for side, entries in reading.items():
+        by_number = {t.number: t for t in video.turns if t.side == side}
+        for e in entries:
+            turn = by_number.get(e["idx"])
+            if turn is not None:
+                turn.asr, turn.asr_flag = e["asr"], e["asr_flag"]
+
+
+def _clips(folder: Path, left_log: list[Segment] | None, problems) -> list[Clip]:
+    paths = sorted((folder / "video_segments").glob("*.mp4"))
+    if not paths:
+        return []
+    if left_log is None:
+        problems.append((str(folder / "video_segments"), "turn clips cannot be placed without the left log"))
+        return [Clip(path, int(path.stem) if path.stem.isdigit() else -1, None, None, "") for path in paths]
+    clips = []
+    for path in paths:
+        if not path.stem.isdigit() or int(path.stem) >= len(left_log):
+            problems.append((str(path), "no line of the left log for this clip"))
+            continue
+        seg = left_log[int(path.stem)]
+        clips.append(Clip(path, int(path.stem), seg.start, seg.end, "left" if seg.speaker == 0 else "right"))
+    return clips

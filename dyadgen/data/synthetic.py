@@ -1,45 +1,44 @@
-"""A synthetic dyadic corpus in SocioEmoDialog's published layout, with per-frame ground truth.
+"""A synthetic dyadic corpus in SocioEmoDialog's layout exactly as its own tools write it
+(dyadgen.data.layout), with per-frame ground truth.
 
-Each dialogue has two procedurally drawn people (left, right) and Mandarin speech (espeak-ng, or a
-speech-like fallback). Turns alternate and sometimes overlap. What the faces do is known exactly:
-the speaker's mouth opening follows the smoothed energy of their own track, a listener's mouth stays
-closed, a listener nods ``NOD_LAG`` frames after the partner starts a turn, everyone blinks at random,
-and each utterance's emotion label sets brows and mouth curve. ``ground_truth.npz`` stores it per frame.
+Each video has two procedurally drawn people (left, right) and Mandarin speech (espeak-ng, or a
+speech-like fallback); it holds one or more dialogues in sequence, as a real recording of a date
+can. Turns alternate and sometimes overlap. What the faces do is known exactly: the speaker's mouth
+opening follows the smoothed energy of their own track, a listener's mouth stays closed, a listener
+nods ``NOD_LAG`` frames after the partner starts a turn, everyone blinks at random, and each
+utterance's emotion label sets brows and mouth curve. ``ground_truth.npz`` stores it per frame.
 
-Layout (as published, see DATASETS.md), per video ``<name>``::
-
-    <root>/script.json                       dialogues: utterances with speaker_id, emotion_label, text
-    <root>/video_to_dialogue.json            {video name: dialogue id}
-    <root>/<name>/<name>.mp4                 raw side-by-side video, stereo audio (L = left person)
-    <root>/<name>/video_segments/000000.mp4  one clip per turn
-    <root>/<name>/wav_{left,right}_segments/000000.wav
-    <root>/<name>/<name>_{left,right}.wav, <name>_{left,right}_mute.wav
-    <root>/<name>/<name>_left_speaker_diarization.log
-    <root>/<name>/<name>_{left,right}_speaker_diarization_asr.json
-    <root>/<name>/ground_truth.npz           mouth, nod, blink, speaking, emotion: [P,T] each
+As in the real recordings the raw video (25 fps, a keyframe every second) has a 48 kHz stereo track
+in which each microphone also hears the partner, and the turn clips are cut by stream copy, so they
+start on the keyframe before their turn. Beyond the published layout: ``script.json`` (both people's
+utterances per dialogue; the first speaker of a dialogue is its speaker 0),
+``video_to_dialogue.json`` ({video: [dialogue ids in order]}) and, per video folder,
+``ground_truth.npz`` (mouth, nod, blink, speaking, emotion: [P,T] each) and ``script_entry.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dyadgen.clock import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.data.emotions import EMOTIONS, emotion_id, expression
 from dyadgen.data.faces import FaceLook, FacePose, draw_face
-from dyadgen.data.socioemodialog import timestamp
+from dyadgen.data.layout import SIDES, SpokenTurn, write_atomic_text, write_video_folder
 from dyadgen.data.voices import PHRASES, Voice, have_espeak, speak
-from dyadgen.io.audio import write_wav
-from dyadgen.io.video import VideoWriter
+from dyadgen.io.audio import resample
+from dyadgen.io.video import VideoWriter, stream_copy_cut
 
 HALF_HEIGHT, HALF_WIDTH = 160, 144  # one person's half of the side-by-side frame
 NOD_LAG = 10  # frames from the partner's turn start to the listener's nod
 NOD_FRAMES = 15
 BLEED = 0.08  # how much of the partner's voice each raw channel picks up
+RAW_SAMPLE_RATE = 48_000  # the microphones' rate in the raw videos and channel wavs
 TOPICS = ("General Entertainment", "Science & Technology", "Sports", "Politics")
 
 
@@ -56,11 +55,10 @@ class Utterance:
         return self.start + len(self.audio)
 
 
-def plan_dialogue(rng: np.random.Generator, use_espeak: bool) -> list[Utterance]:
-    """6-8 utterances, alternating speakers, gaps of -0.4..0.6 s (negative gaps overlap)."""
-    voices = [Voice.random(rng), Voice.random(rng)]
+def plan_dialogue(rng: np.random.Generator, voices: list[Voice], use_espeak: bool, cursor: int) -> list[Utterance]:
+    """6-8 utterances from sample ``cursor`` on, alternating speakers, gaps of -0.4..0.6 s (negative
+    gaps overlap)."""
     utterances: list[Utterance] = []
-    cursor = int(SAMPLE_RATE * rng.uniform(0.4, 1.0))
     speaker = int(rng.integers(0, 2))
     for _ in range(int(rng.integers(6, 9))):
         text = "".join(rng.choice(PHRASES, size=int(rng.integers(1, 3)), replace=False))
@@ -133,80 +131,74 @@ def render_frames(looks: list[FaceLook], truth: dict[str, np.ndarray]):
         yield np.concatenate(halves, axis=1)
 
 
-def write_dialogue(root: Path, index: int, seed: int, use_espeak: bool) -> tuple[str, str, dict]:
-    """Write one dialogue's video folder; returns (video name, dialogue id, script entry)."""
-    rng = np.random.default_rng([seed, index])
-    dialogue_id = f"990101_{index:03d}"
-    name = f"990101_{index:03d}_synth"
+def script_entry(dialogue_id: str, utterances: list[Utterance], topic: str) -> dict:
+    """The script json entry of one dialogue; its first speaker is speaker 0, as in the real scripts."""
+    first = utterances[0].speaker
+    return {"topic_label": topic, "num_utterances": len(utterances),
+            "utterances": [{"utterance_id": f"{dialogue_id}_{i:03d}", "speaker_id": int(u.speaker != first),
+                            "emotion_label": u.emotion, "text": u.text} for i, u in enumerate(utterances)]}
+
+
+def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_espeak: bool,
+                sample_rate: int = RAW_SAMPLE_RATE) -> dict[str, dict]:
+    """Write ``<root>/<name>.mp4`` and its folder holding ``dialogue_ids`` in sequence; returns their
+    script entries. Resumable: a finished folder is never rewritten."""
     folder = root / name
-    tmp = root / f".{name}.tmp"
-    if folder.exists():  # resumable: a finished folder is never rewritten
-        script = json.loads((folder / "script_entry.json").read_text())
-        return name, dialogue_id, script
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ("video_segments", "wav_left_segments", "wav_right_segments"):
-        (tmp / sub).mkdir(parents=True)
-    looks = [FaceLook.random(rng), FaceLook.random(rng)]
-    utterances = plan_dialogue(rng, use_espeak)
-    clean = mix_tracks(utterances)  # [P,N]
-    raw = clean + BLEED * clean[::-1]  # each microphone hears a little of the partner
+    if (folder / "script_entry.json").is_file():
+        return json.loads((folder / "script_entry.json").read_text())
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    looks, voices = [FaceLook.random(rng), FaceLook.random(rng)], [Voice.random(rng), Voice.random(rng)]
+    cursor, plans = int(SAMPLE_RATE * rng.uniform(0.4, 1.0)), []
+    for _ in dialogue_ids:
+        plans.append(plan_dialogue(rng, voices, use_espeak, cursor))
+        cursor = plans[-1][-1].end + int(SAMPLE_RATE * rng.uniform(1.0, 2.0))  # a pause between dialogues
+    utterances = [u for plan in plans for u in plan]
+    clean = mix_tracks(utterances)  # [P,N] at 16 kHz
     truth = ground_truth(utterances, clean, rng)
-    frames = list(render_frames(looks, truth))
-    num_frames = len(frames)
-    raw = raw[:, : num_frames * SAMPLES_PER_FRAME]
-    clean = clean[:, : num_frames * SAMPLES_PER_FRAME]
+    frames = np.stack(list(render_frames(looks, truth)))  # [T,H,W,3]
+    n = len(frames) * SAMPLES_PER_FRAME
+    heard = resample((clean + BLEED * clean[::-1])[:, :n], SAMPLE_RATE, sample_rate)  # [P,N'] each mic hears both
+    raw = root / f"{name}.mp4"  # beside the folder, as in the real tree
+    with VideoWriter(raw, width=frames.shape[2], height=frames.shape[1], audio=heard, sample_rate=sample_rate,
+                     keyframe_every=FPS) as writer:
+        writer.write(frames)
+    turns = [SpokenTurn(SIDES[u.speaker], u.start // SAMPLES_PER_FRAME / FPS,
+                        min(len(frames), -(-u.end // SAMPLES_PER_FRAME)) / FPS, u.text) for u in utterances]
+    scripts = {did: script_entry(did, plan, str(rng.choice(TOPICS))) for did, plan in zip(dialogue_ids, plans,
+                                                                                           strict=True)}
 
-    width = 2 * HALF_WIDTH
-    with VideoWriter(tmp / f"{name}.mp4", width=width, height=HALF_HEIGHT, audio=raw) as writer:
-        writer.write(np.stack(frames))
-    for p, side in enumerate(("left", "right")):
-        write_wav(tmp / f"{name}_{side}.wav", raw[p])
-        write_wav(tmp / f"{name}_{side}_mute.wav", clean[p])
-    log_lines, asr = [], {"left": [], "right": []}
-    for i, u in enumerate(utterances):
-        f0 = u.start // SAMPLES_PER_FRAME
-        f1 = min(num_frames, -(-u.end // SAMPLES_PER_FRAME))
-        s0, s1 = f0 * SAMPLES_PER_FRAME, f1 * SAMPLES_PER_FRAME
-        clip = f"{i:06d}"
-        with VideoWriter(tmp / "video_segments" / f"{clip}.mp4", width=width, height=HALF_HEIGHT,
-                         audio=raw[:, s0:s1]) as writer:
-            writer.write(np.stack(frames[f0:f1]))
-        write_wav(tmp / "wav_left_segments" / f"{clip}.wav", raw[0, s0:s1])
-        write_wav(tmp / "wav_right_segments" / f"{clip}.wav", raw[1, s0:s1])
-        log_lines.append(f"{timestamp(s0)} - {timestamp(s1)} speaker {u.speaker}; [Saved as {clip}.wav]")
-        side = ("left", "right")[u.speaker]
-        asr[side].append({"idx": i, "start": timestamp(s0), "end": timestamp(s1), "asr": u.text, "asr_flag": True})
-    (tmp / f"{name}_left_speaker_diarization.log").write_text("\n".join(log_lines) + "\n")
-    for side in ("left", "right"):
-        (tmp / f"{name}_{side}_speaker_diarization_asr.json").write_text(json.dumps(asr[side], ensure_ascii=False))
-    np.savez_compressed(tmp / "ground_truth.npz", **truth)
-    script = {
-        "topic_label": str(rng.choice(TOPICS)),
-        "num_utterances": len(utterances),
-        "utterances": [{"utterance_id": f"{dialogue_id}_{i:03d}", "speaker_id": u.speaker,
-                        "emotion_label": u.emotion, "text": u.text} for i, u in enumerate(utterances)],
-    }
-    (tmp / "script_entry.json").write_text(json.dumps(script, ensure_ascii=False))
-    os.replace(tmp, folder)
-    return name, dialogue_id, script
+    def extra(tmp: Path) -> None:
+        np.savez_compressed(tmp / "ground_truth.npz", **truth)
+        (tmp / "script_entry.json").write_text(json.dumps(scripts, ensure_ascii=False))
+
+    write_video_folder(root, raw, heard, sample_rate, turns, stream_copy_cut, extra=extra)
+    return scripts
 
 
-def _write_one(args: tuple[str, int, int, bool]) -> tuple[str, str, dict]:
-    root, index, seed, use_espeak = args
-    return write_dialogue(Path(root), index, seed, use_espeak)
+def _write_one(args: tuple[str, str, list[str], int, bool]) -> dict[str, dict]:
+    root, name, dialogue_ids, seed, use_espeak = args
+    return write_video(Path(root), name, dialogue_ids, seed, use_espeak)
 
 
-def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, workers: int = 1,
+def write_index(root: Path, scripts: dict[str, dict], mapping: dict[str, list[str]]) -> None:
+    """script.json and video_to_dialogue.json, each written then renamed."""
+    for filename, data in (("script.json", scripts), ("video_to_dialogue.json", mapping)):
+        write_atomic_text(root / filename, json.dumps(data, ensure_ascii=False, indent=1))
+
+
+def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_video: int = 1, workers: int = 1,
                use_espeak: bool | None = None, progress: bool = True) -> Path:
-    """Write ``dialogues`` synthetic dialogues under ``out`` (resumable) plus script.json."""
+    """Write ``dialogues`` synthetic dialogues under ``out``, ``per_video`` of them in each video
+    (resumable), plus script.json and video_to_dialogue.json."""
     from tqdm.auto import tqdm
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     use_espeak = have_espeak() if use_espeak is None else use_espeak
-    jobs = [(str(root), i, seed, use_espeak) for i in range(dialogues)]
+    mapping = {f"990101_{first:03d}_synth": [f"990101_{i:03d}" for i in range(first, min(first + per_video,
+                                                                                       dialogues))]
+               for first in range(0, dialogues, per_video)}
+    jobs = [(str(root), name, ids, seed, use_espeak) for name, ids in mapping.items()]
     if workers > 1:
         from multiprocessing import get_context
 
@@ -214,13 +206,9 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, workers
             results = list(tqdm(pool.imap(_write_one, jobs), total=len(jobs), desc="synth", disable=not progress))
     else:
         results = [_write_one(job) for job in tqdm(jobs, desc="synth", disable=not progress)]
-    scripts = {dialogue_id: script for _, dialogue_id, script in results}
-    mapping = {name: dialogue_id for name, dialogue_id, _ in results}
-    for filename, data in (("script.json", scripts), ("video_to_dialogue.json", mapping)):
-        tmp = root / f".{filename}.tmp"
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-        os.replace(tmp, root / filename)
+    write_index(root, {did: entry for scripts in results for did, entry in scripts.items()}, mapping)
     return root
 
 
-__all__ = ["synthesize", "write_dialogue", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG", "NOD_FRAMES"]
+__all__ = ["synthesize", "write_video", "write_index", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG",
+           "NOD_FRAMES"]

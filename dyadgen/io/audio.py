@@ -55,7 +55,9 @@ def _read_any(path: Path) -> tuple[np.ndarray, int]:
     return data.astype(np.float32), int(sr)
 
 
-def _read_checked(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(samples float32 [C,N], sample rate) at the file's own rate; one-line UserErrors for files
+    that are missing, empty, folders or not audio."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: file not found")
@@ -71,7 +73,7 @@ def _read_checked(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A mono track as float32 [N] at ``sample_rate``. A stereo file is an error (use load_stereo)."""
-    data, sr = _read_checked(path)
+    data, sr = read_audio(path)
     if data.shape[0] != 1:
         raise UserError(f"{path}: has {data.shape[0]} channels; expected a mono track "
                         "(for one stereo file with a person per channel use --dialogue)")
@@ -80,7 +82,7 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np
 
 def load_stereo(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A two-channel file as float32 [2,N] (channel 0 = left person) at ``sample_rate``."""
-    data, sr = _read_checked(path)
+    data, sr = read_audio(path)
     if data.shape[0] != 2:
         raise UserError(f"{path}: has {data.shape[0]} channel(s); expected a stereo file (left, right)")
     return resample(data, sr, sample_rate)

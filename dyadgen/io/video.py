@@ -60,7 +60,8 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: int = FPS,
-                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, crf: int = 20):
+                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, crf: int = 20,
+                 keyframe_every: int | None = None):
         import av
 
         if width % 2 or height % 2:
@@ -72,6 +73,8 @@ class VideoWriter:
         self._video = self._box.add_stream("libx264", rate=fps)
         self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
         self._video.options = {"crf": str(crf), "preset": "veryfast"}
+        if keyframe_every:  # a fixed keyframe interval, as camera recordings have (clips cut by copy start there)
+            self._video.options |= {"g": str(keyframe_every), "keyint_min": str(keyframe_every), "sc_threshold": "0"}
         self._audio = None
         self._pending_audio = None
         if audio is not None:
@@ -135,3 +138,40 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def stream_copy_cut(src: str | os.PathLike, dst: str | os.PathLike, start: float, end: float) -> Path:
+    """Cut ``[start, end]`` seconds of ``src`` into ``dst`` without re-encoding, as
+    ``ffmpeg -ss START -to END -i SRC -c copy DST`` does (SocioEmoDialog's video_processor.py): the
+    video starts on the keyframe at or before ``start``; timestamps are shifted so that ``start`` is
+    0, and the pre-roll frames get negative timestamps, which the mp4 edit list hides from decoders
+    that apply it (PyAV/FFmpeg) but not from those that ignore it (decord). Written then renamed."""
+    import av
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.stem}.tmp{dst.suffix}")
+    try:
+        with av.open(str(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
+            streams = [*inp.streams.video[:1], *inp.streams.audio[:1]]
+            outs = {s.index: out.add_stream_from_template(s) for s in streams}
+            inp.seek(int(start * av.time_base), backward=True)  # the keyframe at or before start
+            started = False
+            for packet in inp.demux(*streams):
+                if packet.pts is None:  # a demuxer's flush packet
+                    continue
+                t = float(packet.pts * packet.time_base)
+                if packet.stream.type == "video":
+                    started = started or packet.is_keyframe
+                    if not started or t > end:
+                        continue
+                elif t + float((packet.duration or 0) * packet.time_base) <= start or t > end:
+                    continue
+                shift = round(start / packet.time_base)
+                packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+                packet.stream = outs[packet.stream.index]
+                out.mux(packet)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, dst)
+    return dst
