@@ -2,7 +2,7 @@
 
 A run's configuration is built in three layers, each overriding the one before:
 
-1. a preset from :data:`PRESETS` (``real``, ``real-0.5b``, ``tiny``), the same classes at two sizes;
+1. a preset from :data:`dyadgen.presets.PRESETS` (``real``, ``real-0.5b``, ``tiny``), the same classes at two sizes;
 2. a YAML file in ``configs/`` whose top-level ``preset:`` names the preset and whose sections
    (``data:``, ``backbone:``, ...) override its fields;
 3. dotted ``key=value`` overrides from the command line (``train.max_steps=100``).
@@ -53,6 +53,8 @@ class DataConfig:
     actor_map: str = ""  # optional json {video_name: {"left": actor, "right": actor}} for unseen-actor splits
     num_workers: int = 0  # dataloader workers per rank
     preprocess_workers: int = 1  # videos encoded at once by `dyadgen preprocess` (its --workers)
+    max_bad_fraction: float = 0.01  # training stops past this share of unreadable training samples ...
+    max_bad_samples: int = -1  # ... or past this many (-1: no count limit)
 
 
 @dataclass
@@ -162,6 +164,8 @@ class TrainConfig:
     val_every: int = 500
     sample_every: int = 1000
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
+    on_save_error: Literal["stop", "retry"] = "stop"  # a failed save (full disk): stop, or retry at the next
+    stop_grace_s: float = 120.0  # after SIGTERM/Ctrl-C: save and exit within this, else exit unsaved
     tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
     min_lr_ratio: float = 0.1  # the cosine ends at this fraction of each group's lr
     adam_beta1: float = 0.9
@@ -208,90 +212,6 @@ class DyadGenConfig:
 
 
 # --------------------------------------------------------------------------------------------------
-# Presets
-# --------------------------------------------------------------------------------------------------
-
-
-def _tiny() -> DyadGenConfig:
-    return DyadGenConfig(preset="tiny")
-
-
-def _real() -> DyadGenConfig:
-    return DyadGenConfig(
-        preset="real",
-        data=DataConfig(height=512, width=448, window_steps=64, window_stride_steps=32),
-        audio_tokenizer=AudioTokenizerConfig(
-            kind="whisper_vq",
-            name_or_path="WhisperSpeech/WhisperSpeech:whisper-vq-stoks-medium-en+pl.model",
-            num_codes=512,
-            n_mels=80,
-        ),
-        vae=VAEConfig(
-            kind="autoencoder_kl",
-            name_or_path="black-forest-labs/FLUX.1-schnell",
-            subfolder="vae",
-            latent_channels=16,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            shift_factor=0.1159,
-            scaling_factor=0.3611,
-            fast_decoder="madebyollin/taef1",
-            encode_batch=8,
-        ),
-        backbone=BackboneConfig(
-            name_or_path="Qwen/Qwen2.5-3B",
-            hidden_size=2048,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            intermediate_size=11008,
-            vocab_size=151936,
-            rope_theta=1_000_000.0,
-            max_position_embeddings=32768,
-            tie_word_embeddings=True,
-            text_tokenizer="qwen",
-        ),
-        decoder=DecoderConfig(hidden_size=768, depth=16, num_heads=12, patch_size=2),
-        model=ModelConfig(chunk_frames=4, motion_tokens=8, window_steps=64, audio_lookahead=2),
-        train=TrainConfig(batch_size=8, lr=1e-4, backbone_lr=2e-5, warmup_steps=1000, max_steps=200_000,
-                          save_every=2000, val_every=2000, sample_every=10_000, ema_decay=0.9999),
-        infer=InferConfig(steps=4, cfg=2.0),
-    )
-
-
-def _real_05b() -> DyadGenConfig:
-    cfg = _real()
-    cfg.preset = "real-0.5b"
-    cfg.backbone = BackboneConfig(
-        name_or_path="Qwen/Qwen2.5-0.5B",
-        hidden_size=896,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        intermediate_size=4864,
-        vocab_size=151936,
-        rope_theta=1_000_000.0,
-        max_position_embeddings=32768,
-        tie_word_embeddings=True,
-        text_tokenizer="qwen",
-    )
-    return cfg
-
-
-PRESETS: dict[str, typing.Callable[[], DyadGenConfig]] = {
-    "tiny": _tiny,
-    "real": _real,
-    "real-0.5b": _real_05b,
-}
-
-
-def preset(name: str) -> DyadGenConfig:
-    if name not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
-    return PRESETS[name]()
-
-
-# --------------------------------------------------------------------------------------------------
 # Loading and overriding
 # --------------------------------------------------------------------------------------------------
 
@@ -317,6 +237,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
     name = preset_name or data.get("preset", "tiny")
+    from dyadgen.presets import preset
+
     cfg = preset(str(name))
     _merge(cfg, {k: v for k, v in data.items() if k != "preset"}, prefix="")
     for item in overrides or []:
@@ -326,6 +248,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def config_from_dict(data: dict[str, Any]) -> DyadGenConfig:
     """Rebuild a config from :meth:`DyadGenConfig.to_dict` output (e.g. a checkpoint's config.json)."""
+    from dyadgen.presets import preset
+
     cfg = preset(str(data.get("preset", "tiny")))
     _merge(cfg, {k: v for k, v in data.items() if k != "preset"}, prefix="")
     return cfg

@@ -1,0 +1,100 @@
+"""The presets: the same config classes at real size (``real``, ``real-0.5b``) and at a size that
+builds on the CPU in seconds with random weights and no download (``tiny``)."""
+
+from __future__ import annotations
+
+import typing
+
+from dyadgen.config import (
+    AudioTokenizerConfig,
+    BackboneConfig,
+    ConfigError,
+    DataConfig,
+    DecoderConfig,
+    DyadGenConfig,
+    InferConfig,
+    ModelConfig,
+    TrainConfig,
+    VAEConfig,
+)
+
+
+def _tiny() -> DyadGenConfig:
+    return DyadGenConfig(preset="tiny")
+
+
+def _real() -> DyadGenConfig:
+    return DyadGenConfig(
+        preset="real",
+        data=DataConfig(height=512, width=448, window_steps=64, window_stride_steps=32),
+        audio_tokenizer=AudioTokenizerConfig(
+            kind="whisper_vq",
+            name_or_path="WhisperSpeech/WhisperSpeech:whisper-vq-stoks-medium-en+pl.model",
+            num_codes=512,
+            n_mels=80,
+        ),
+        vae=VAEConfig(
+            kind="autoencoder_kl",
+            name_or_path="black-forest-labs/FLUX.1-schnell",
+            subfolder="vae",
+            latent_channels=16,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            shift_factor=0.1159,
+            scaling_factor=0.3611,
+            fast_decoder="madebyollin/taef1",
+            encode_batch=8,
+        ),
+        backbone=BackboneConfig(
+            name_or_path="Qwen/Qwen2.5-3B",
+            hidden_size=2048,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            intermediate_size=11008,
+            vocab_size=151936,
+            rope_theta=1_000_000.0,
+            max_position_embeddings=32768,
+            tie_word_embeddings=True,
+            text_tokenizer="qwen",
+        ),
+        decoder=DecoderConfig(hidden_size=768, depth=16, num_heads=12, patch_size=2),
+        model=ModelConfig(chunk_frames=4, motion_tokens=8, window_steps=64, audio_lookahead=2),
+        train=TrainConfig(batch_size=8, lr=1e-4, backbone_lr=2e-5, warmup_steps=1000, max_steps=200_000,
+                          save_every=2000, val_every=2000, sample_every=10_000, ema_decay=0.9999),
+        infer=InferConfig(steps=4, cfg=2.0),
+    )
+
+
+def _real_05b() -> DyadGenConfig:
+    cfg = _real()
+    cfg.preset = "real-0.5b"
+    cfg.backbone = BackboneConfig(
+        name_or_path="Qwen/Qwen2.5-0.5B",
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        vocab_size=151936,
+        rope_theta=1_000_000.0,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        text_tokenizer="qwen",
+    )
+    return cfg
+
+
+PRESETS: dict[str, typing.Callable[[], DyadGenConfig]] = {
+    "tiny": _tiny,
+    "real": _real,
+    "real-0.5b": _real_05b,
+}
+
+
+def preset(name: str) -> DyadGenConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]()
+
+
