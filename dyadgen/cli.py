@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "prepare-raw": "dyadgen.commands.prepare_raw",
     "preprocess": "dyadgen.commands.preprocess",
     "dataset-stats": "dyadgen.commands.dataset_stats",
+    "verify-shards": "dyadgen.commands.verify_shards",
     "evaluate": "dyadgen.commands.evaluate",
     "bench": "dyadgen.commands.bench",
 }

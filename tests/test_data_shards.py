@@ -110,3 +110,28 @@ def test_unseen_actor_split_never_trains_on_a_held_out_actor(tmp_path):
     assert not trained & held_out
     with pytest.raises(UserError, match="not in the actor map"):
         splitter("unknown_video")
+
+
+def test_bad_samples_are_replaced_so_ranks_keep_full_batches_and_resume_exactly(tmp_path):
+    make_shards(tmp_path)
+    (tmp_path / "train" / "vid1.tar").unlink()  # 5 samples gone
+    shard = tmp_path / "train" / "vid3.tar"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # an interrupted copy
+    ranks = [ShardDataset(tmp_path, batch_size=2, rank=r, world_size=2, seed=3) for r in range(2)]
+    epochs = [[next(it) for _ in range(len(d))] for d, it in ((d, iter(d)) for d in ranks)]
+    assert [len(e) for e in epochs] == [len(ranks[0])] * 2 and len(ranks[0]) == 5  # equal counts on both ranks
+    assert all(b["tokens"].shape[0] == 2 for e in epochs for b in e)  # full batches
+    texts = [t for e in epochs for b in e for t in b["text"]]
+    assert not {f"t{i}" for i in range(5, 10)} & set(texts)  # nothing of the missing shard
+    skipped = {i for e in epochs for b in e for i, _ in b["skipped"]}
+    assert skipped == set(ranks[0].bad) | set(ranks[1].bad) and len(skipped) >= 6
+    assert all("vid1.tar" in r or "vid3.tar" in r for d in ranks for r in d.bad.values())
+
+    straight = ShardDataset(tmp_path, batch_size=2, rank=1, world_size=2, seed=3)
+    first = ShardDataset(tmp_path, batch_size=2, rank=1, world_size=2, seed=3)
+    it = iter(first)
+    [next(it) for _ in range(3)]
+    resumed = ShardDataset(tmp_path, batch_size=2, rank=1, world_size=2, seed=3)
+    resumed.load_state_dict(first.state_dict())  # the known-bad samples come along
+    assert resumed.bad == first.bad
+    assert seen(resumed, 4) == seen(straight, 7)[3:]

@@ -15,7 +15,7 @@ import pytest
 
 from dyadgen.cli import main
 from dyadgen.data import index_dataset, read_span
-from dyadgen.data.clips import align_offset
+from dyadgen.data.clips import align_offset, grid_frames
 from dyadgen.data.layout import Segment, asr_flag, format_log, hhmmss, parse_log, parse_time
 from dyadgen.data.script_match import match_video
 from dyadgen.data.shards import ShardReader, shard_keys
@@ -181,13 +181,15 @@ def test_clip_only_reading_equals_raw_video_reading(tree):
     root, _, _, _ = tree
     index = index_dataset(root, script_json=str(root / SCRIPT))
     for video in index.videos:
+        whole = read_span(video.raw_video, 0.0, 1e9)  # the raw video once, on the same 25 fps grid
         for clip in video.clips[:6]:
             a = read_span(clip.path, clip.start, clip.end, origin=clip.start)
-            b = read_span(video.raw_video, clip.start, clip.end)
-            assert abs(a.first - b.first) <= 1 and abs(len(a.frames) - len(b.frames)) <= 1
-            n = min(len(a.frames), len(b.frames))
-            assert np.abs(a.frames[:n].astype(int) - b.frames[:n].astype(int)).mean() < 2
-            assert np.corrcoef(a.audio[:, : n * 640].ravel(), b.audio[:, : n * 640].ravel())[0, 1] > 0.95
+            first, stop = grid_frames(clip.start, clip.end)
+            assert abs(a.first - first) <= 1 and abs(len(a.frames) - (stop - first)) <= 1  # within one frame
+            n = min(len(a.frames), stop - first)
+            frames, audio = whole.frames[a.first: a.first + n], whole.audio[:, a.first * 640: (a.first + n) * 640]
+            assert np.abs(a.frames[:n].astype(int) - frames.astype(int)).mean() < 2
+            assert np.corrcoef(a.audio[:, : n * 640].ravel(), audio.ravel())[0, 1] > 0.95
 
 
 def test_dataset_stats_on_their_tree_and_on_clips_alone(tree, tmp_path, capsys):
@@ -267,3 +269,29 @@ def test_a_missing_log_or_an_english_script_is_reported_and_handled(tree, tmp_pa
     index = index_dataset(copy, script_json=str(copy / "scripts_en.json"))
     assert any("the script is not" in r for _, r in index.problems)
     assert not any(t.utterance_id for v in index.videos for t in v.turns)  # unmatched, never guessed
+
+
+def test_swapped_or_duplicated_asr_jsons_are_detected_and_read_from_the_logs(tree, tmp_path):
+    root, _, _, _ = tree
+    original = {(t.side, t.number): t.utterance_id
+                for t in next(v for v in index_dataset(root, script_json=str(root / SCRIPT)).videos
+                              if v.name == TWO).turns}
+    copy = tmp_path / "videos"
+    shutil.copytree(root, copy)
+    left, right = (copy / TWO / f"{TWO}_{side}_speaker_diarization_asr.json" for side in ("left", "right"))
+    left_text, right_text = left.read_text(), right.read_text()
+    left.write_text(right_text)  # each json holds the other side's turns
+    right.write_text(left_text)
+    index = index_dataset(copy, script_json=str(copy / SCRIPT))
+    video = next(v for v in index.videos if v.name == TWO)
+    assert any("holds the right side's turns" in r for _, r in index.problems)
+    assert {(t.side, t.number): t.utterance_id for t in video.turns} == original  # the times tell the sides apart
+
+    left.write_text(right_text)  # the right side's json written twice
+    right.write_text(right_text)
+    index = index_dataset(copy, script_json=str(copy / SCRIPT))
+    video = next(v for v in index.videos if v.name == TWO)
+    assert any("identical" in r for _, r in index.problems)
+    got = {(t.side, t.number): t.utterance_id for t in video.turns}
+    assert all(got[k] == original[k] for k in got if k[0] == "right")
+    assert not any(u for (side, _), u in got.items() if side == "left")  # the left side's ASR is lost: unknown

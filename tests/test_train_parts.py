@@ -123,6 +123,18 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()] == [step_name(10)]
 
 
+def test_start_up_removes_killed_saves_and_puts_back_a_checkpoint_moved_aside(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=3)
+    _save(manager, 5, "five")
+    root = tmp_path / "checkpoints"
+    (root / ".tmp-step_0000010").mkdir()  # killed while writing step 10
+    (root / step_name(5)).rename(root / f".tmp-old-{step_name(5)}")  # killed while re-saving step 5
+    assert manager.latest() is None
+    manager.clean_stale()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [step_name(5)]
+    assert (manager.latest() / "payload.txt").read_text() == "five"
+
+
 def test_saving_the_same_step_twice_replaces_it(tmp_path):
     manager = CheckpointManager(tmp_path, keep_last=3)
     _save(manager, 5, "first")

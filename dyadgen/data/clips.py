@@ -157,8 +157,9 @@ def read_span(path: str | os.PathLike, start: float, end: float, *, origin: floa
     order = np.argsort(times, kind="stable")
     times = np.asarray(times)[order]  # [F] seconds in the file
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / FPS
-    wanted = np.arange(first, stop) / FPS - origin  # [T] file time of each output frame
-    wanted = wanted[wanted <= times[-1] + step - 1e-3]  # the file ends there
+    stop = min(stop, int(np.ceil((origin + times[-1] + step - 1e-3) * FPS)))  # the file ends there
+    wanted = np.arange(first, max(stop, first)) / FPS - origin  # [T] file time of each output frame
+    wanted = wanted[wanted <= times[-1] + step - 1e-3]
     pick = np.clip(np.searchsorted(times, wanted + 1e-3, side="right") - 1, 0, len(times) - 1)
     frames = np.stack([images[order[i]] for i in pick]) if len(pick) else np.zeros((0, *images[0].shape), np.uint8)
     audio = _place_audio(pieces, rate, first / FPS - origin, len(frames))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from dyadgen.config import DyadGenConfig
@@ -55,3 +56,16 @@ def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
     val = ShardDataset(cfg.data.shards, "val", batch_size=cfg.train.batch_size, rank=rank,
                        world_size=world_size, seed=cfg.train.seed, shuffle=False)
     return TrainData(train=train, val=val if len(val) > 0 else None, latent_shape=train.latent_shape)
+
+
+def shard_size_problems(root: Path, manifest: dict) -> list[str]:
+    """A cheap check at start-up: each shard of the manifest exists and has its recorded size."""
+    problems = []
+    for entries in manifest["splits"].values():
+        for entry in entries:
+            path = Path(root) / entry["path"]
+            if not path.is_file():
+                problems.append(f"{path}: missing ({len(entry['keys'])} samples)")
+            elif "size" in entry and path.stat().st_size != entry["size"]:
+                problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {entry['size']}")
+    return problems

@@ -56,24 +56,51 @@ class NonFiniteGuard:
         return True
 
 
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): saved, stopped by a person
+EXIT_PREEMPTED = 75  # SIGTERM (a scheduler's "stop now"): saved; EX_TEMPFAIL, "try again": requeue the job
+
+
 class StopSignal:
     """Ctrl-C (SIGINT) or SIGTERM asks the loop to save a checkpoint and exit after the current step.
 
     A launcher may forward the terminal's Ctrl-C once more to its workers, so the first two signals
-    only ask; the third aborts at once (KeyboardInterrupt) for a user who really wants out.
+    only ask; the third aborts at once (KeyboardInterrupt) for a user who really wants out. A
+    scheduler kills the job some time after its SIGTERM: if the step and the save are not done
+    ``grace_s`` seconds after the first signal, the process exits at once with
+    :data:`EXIT_PREEMPTED`, leaving the last complete checkpoint to resume from.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = 120.0) -> None:
         self.count = 0
+        self.signum: int | None = None
+        self.grace_s = grace_s
+        self._timer: Any = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        import threading
+
         self.count += 1
         if self.count >= 3:
             raise KeyboardInterrupt
         if self.count == 1:
+            self.signum = signum
             print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
-                  "(press Ctrl-C twice more to abort without saving)", flush=True)
+                  f"within {self.grace_s:.0f} s (press Ctrl-C twice more to abort without saving)", flush=True)
+            self._timer = threading.Timer(self.grace_s, self._out_of_time)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _out_of_time(self) -> None:
+        import os
+
+        print(f"not saved within {self.grace_s:.0f} s of the signal: exiting; resume from the last complete "
+              "checkpoint", flush=True)
+        os._exit(EXIT_PREEMPTED)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PREEMPTED if self.signum == signal.SIGTERM else EXIT_INTERRUPTED
 
     @property
     def requested(self) -> bool:
@@ -85,6 +112,8 @@ class StopSignal:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

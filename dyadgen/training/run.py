@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from torch import nn
 
 from dyadgen.config import DyadGenConfig
 from dyadgen.errors import UserError
-from dyadgen.training.checkpoints import CheckpointManager
-from dyadgen.training.data import TrainData, build_data
+from dyadgen.training.checkpoints import CheckpointError, CheckpointManager, failpoint
+from dyadgen.training.data import TrainData, build_data, shard_size_problems
 from dyadgen.training.ema import EMA
 from dyadgen.training.loop import NonFiniteGuard, StopSignal, train_step, validation_loss
 from dyadgen.training.metrics import MetricsLog, tracker_config
@@ -29,27 +30,101 @@ from dyadgen.training.state import TrainState
 INFERENCE_DIR = "inference"
 
 
+@dataclass
+class Run:
+    """Everything one training run builds before its first step."""
+
+    cfg: DyadGenConfig
+    accelerator: Any
+    manager: CheckpointManager
+    resume_dir: Path | None
+    data: TrainData
+    bad: BadSamples
+    tokenizer: Any
+    vae: Any
+    model: nn.Module
+    optimizer: Any
+    ema: EMA
+    state: TrainState
+    metrics: MetricsLog
+    identities: dict[str, torch.Tensor] | None
+
+
 def train(cfg: DyadGenConfig) -> int:
     """Train until ``train.max_steps`` (or Ctrl-C / SIGTERM, which save first). Returns an exit code."""
+    from tqdm.auto import tqdm
+
+    run = setup(cfg)
+    tc, accelerator, state = cfg.train, run.accelerator, run.state
+    guard = NonFiniteGuard(tc.max_nonfinite)
+    batches = run.data.train.batches(cfg.data.num_workers)
+    grad_accum = accelerator.gradient_accumulation_steps
+    last_saved = state.step if run.resume_dir is not None else -1
+    with StopSignal(tc.stop_grace_s) as stop, tqdm(total=tc.max_steps, initial=state.step, desc="train",
+                                                   disable=not accelerator.is_main_process, dynamic_ncols=True) as bar:
+        try:
+            while state.step < tc.max_steps:
+                tick = time.perf_counter()
+                micro = [to_device(run.bad.take(next(batches), "training"), accelerator.device)
+                         for _ in range(grad_accum)]
+                lrs = set_lr(run.optimizer, lr_factor(state.step, warmup_steps=tc.warmup_steps,
+                                                       max_steps=tc.max_steps, min_lr_ratio=tc.min_lr_ratio))
+                result = train_step(accelerator, run.model, run.optimizer, micro, seed=tc.seed, step=state.step,
+                                    grad_clip=tc.grad_clip, stop_requested=stop.requested)
+                samples, tokens, bad_total = global_counts(micro, accelerator, len(run.data.train.bad))
+                run.bad.check(bad_total, state.step + 1)
+                state.samples_seen += samples
+                state.tokens_seen += tokens
+                if guard.update(state, result.finite, state.step + 1):
+                    accelerator.print(f"step {state.step + 1}: non-finite loss or gradient, update skipped "
+                                      f"({state.nonfinite_in_row} in a row, {state.nonfinite_total} in all)")
+                else:
+                    state.step += 1
+                    run.ema.update(accelerator.unwrap_model(run.model))
+                    log_step(run, result, lrs, samples, tokens, time.perf_counter() - tick, bar)
+                    if state.step % tc.save_every == 0 or state.step == tc.max_steps:
+                        if save_checkpoint(run, final=state.step == tc.max_steps):
+                            last_saved = state.step
+                if result.stop_requested:
+                    if last_saved != state.step:
+                        save_checkpoint(run, final=True)
+                    accelerator.print(f"stopped at step {state.step}; resume with train.resume=latest "
+                                      f"(exit code {stop.exit_code})")
+                    return stop.exit_code
+            if last_saved != state.step:
+                save_checkpoint(run, final=True)
+        finally:
+            run.metrics.close()
+            accelerator.end_training()
+    return 0
+
+
+def setup(cfg: DyadGenConfig) -> Run:
+    """Clean up after killed saves, load the data, encoders and model, prepare them with accelerate,
+    and load the checkpoint to resume from."""
+    from accelerate.utils import set_seed
+
     tc = cfg.train
     accelerator = make_accelerator(cfg)
     is_main = accelerator.is_main_process
     output = Path(tc.output_dir)
     manager = CheckpointManager(output, tc.keep_last)
+    if is_main:
+        manager.clean_stale()  # what a killed save left behind
+    accelerator.wait_for_everyone()
     resume_dir = manager.resolve(tc.resume)
     if is_main:
         output.mkdir(parents=True, exist_ok=True)
         cfg.save(output / "config.json")
-
-    from accelerate.utils import set_seed
-
     set_seed(tc.seed)  # the same initial weights on every process
     data = build_data(cfg, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    if is_main:
+        for problem in shard_size_problems(data.train.root, data.train.manifest):
+            print(f"warning: {problem}; its unreadable samples will be skipped "
+                  f"(check all shards with `dyadgen verify-shards {data.train.root}`)", flush=True)
+    bad = BadSamples(cfg, accelerator, len(data.train.samples))
     tokenizer, vae = load_encoders(cfg)
-    codes = int(data.train.manifest.get("num_audio_codes", tokenizer.num_codes))
-    if codes != tokenizer.num_codes:
-        raise UserError(f"{cfg.data.shards}: shards were tokenized with {codes} audio codes, "
-                        f"audio_tokenizer.name_or_path={cfg.audio_tokenizer.name_or_path} has {tokenizer.num_codes}")
+    check_audio_codes(cfg, data, tokenizer)
     model = build_model(cfg, num_audio_codes=tokenizer.num_codes, latent_shape=data.latent_shape)
     if tc.lora_rank > 0:
         from dyadgen.training.lora import add_lora
@@ -58,10 +133,10 @@ def train(cfg: DyadGenConfig) -> int:
     optimizer = build_optimizer(model, lr=tc.lr, backbone_lr=tc.backbone_lr, weight_decay=tc.weight_decay,
                                 betas=(tc.adam_beta1, tc.adam_beta2))
     model, optimizer = accelerator.prepare(model, optimizer)
-    grad_accum = accelerator.gradient_accumulation_steps
-    if grad_accum != tc.grad_accum:
+    if accelerator.gradient_accumulation_steps != tc.grad_accum:
         raise UserError(f"train.grad_accum={tc.grad_accum} but the accelerate config accumulates "
-                        f"{grad_accum} steps (DeepSpeed's gradient_accumulation_steps); make them equal")
+                        f"{accelerator.gradient_accumulation_steps} steps (DeepSpeed's "
+                        "gradient_accumulation_steps); make them equal")
     ema = EMA(accelerator.unwrap_model(model), tc.ema_decay)
     state = TrainState()
     state.register(accelerator, loader=data.train, ema=ema)
@@ -70,81 +145,62 @@ def train(cfg: DyadGenConfig) -> int:
         accelerator.load_state(str(resume_dir))
     elif tc.resume:
         accelerator.print(f"train.resume={tc.resume}: no checkpoint in {output} yet, starting fresh")
-
     metrics = MetricsLog(output, enabled=is_main)
     metrics.open(resume_step=state.step if resume_dir is not None else None)
     if tc.tracker != "none":
         accelerator.init_trackers("dyadgen", config=tracker_config(cfg.to_dict()))
-
-    identities = default_identities(data, vae, accelerator) if is_main else None
-    guard = NonFiniteGuard(tc.max_nonfinite)
-    batches = data.train.batches(cfg.data.num_workers)
+    identities = default_identities(data, vae, bad) if is_main else None
     accelerator.print(f"training {count_parameters(model):,} parameters ({count_parameters(model, True):,} "
                       f"trainable) on {accelerator.num_processes} process(es), global batch "
-                      f"{tc.batch_size * grad_accum * accelerator.num_processes}")
+                      f"{tc.batch_size * tc.grad_accum * accelerator.num_processes}")
+    return Run(cfg, accelerator, manager, resume_dir, data, bad, tokenizer, vae, model, optimizer, ema, state,
+               metrics, identities)
 
-    def save() -> None:
-        def write(folder: Path) -> None:
-            accelerator.save_state(str(folder))
-            write_inference_folder(folder / INFERENCE_DIR, cfg, accelerator, model, ema, tokenizer, vae,
-                                   identities)
 
-        path = manager.save(state.step, write, is_main=is_main, barrier=accelerator.wait_for_everyone)
-        accelerator.print(f"saved {path}")
+def log_step(run: Run, result: Any, lrs: dict[str, float], samples: int, tokens: int, seconds: float,
+             bar: Any) -> None:
+    """metrics.jsonl, the progress bar and the tracker for one optimizer step; then validation and
+    the sample video when they are due."""
+    tc, state, accelerator = run.cfg.train, run.state, run.accelerator
+    record = {"step": state.step, **result.terms, "grad_norm": result.grad_norm,
+              **{f"lr/{k}": v for k, v in lrs.items()}, "samples_per_s": samples / seconds,
+              "tokens_per_s": tokens / seconds, "samples_seen": state.samples_seen,
+              "nonfinite_total": state.nonfinite_total}
+    run.metrics.write(record)
+    bar.update(1)
+    bar.set_postfix(loss=f"{result.terms['loss']:.4f}", sps=f"{samples / seconds:.1f}")
+    if tc.tracker != "none" and state.step % tc.log_every == 0:
+        accelerator.log({k if "/" in k else f"train/{k}": v for k, v in record.items() if k != "step"},
+                        step=state.step)
+    if tc.val_every > 0 and state.step % tc.val_every == 0:
+        validate(run.cfg, accelerator, run.model, run.ema, run.data, run.metrics, state.step, run.bad)
+    if tc.sample_every > 0 and state.step % tc.sample_every == 0 and accelerator.is_main_process:
+        write_sample_video(run.cfg, accelerator, run.model, run.ema, run.data, run.vae, Path(tc.output_dir),
+                           state.step, run.bad)
 
-    from tqdm.auto import tqdm
 
-    exit_code = 0
-    last_saved = state.step if resume_dir is not None else -1
-    with StopSignal() as stop, tqdm(total=tc.max_steps, initial=state.step, disable=not is_main,
-                                    desc="train", dynamic_ncols=True) as bar:
-        try:
-            while state.step < tc.max_steps:
-                tick = time.perf_counter()
-                micro = [to_device(next(batches), accelerator.device) for _ in range(grad_accum)]
-                lrs = set_lr(optimizer, lr_factor(state.step, warmup_steps=tc.warmup_steps,
-                                                   max_steps=tc.max_steps, min_lr_ratio=tc.min_lr_ratio))
-                result = train_step(accelerator, model, optimizer, micro, seed=tc.seed, step=state.step,
-                                    grad_clip=tc.grad_clip, stop_requested=stop.requested)
-                samples, tokens = global_counts(micro, accelerator)
-                state.samples_seen += samples
-                state.tokens_seen += tokens
-                if guard.update(state, result.finite, state.step + 1):
-                    accelerator.print(f"step {state.step + 1}: non-finite loss or gradient, update skipped "
-                                      f"({state.nonfinite_in_row} in a row, {state.nonfinite_total} in all)")
-                else:
-                    state.step += 1
-                    ema.update(accelerator.unwrap_model(model))
-                    seconds = time.perf_counter() - tick
-                    record = {"step": state.step, **result.terms, "grad_norm": result.grad_norm,
-                              **{f"lr/{k}": v for k, v in lrs.items()},
-                              "samples_per_s": samples / seconds, "tokens_per_s": tokens / seconds,
-                              "samples_seen": state.samples_seen, "nonfinite_total": state.nonfinite_total}
-                    metrics.write(record)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{result.terms['loss']:.4f}", sps=f"{samples / seconds:.1f}")
-                    if tc.tracker != "none" and state.step % tc.log_every == 0:
-                        accelerator.log({k if "/" in k else f"train/{k}": v for k, v in record.items()
-                                         if k != "step"}, step=state.step)
-                    if tc.val_every > 0 and state.step % tc.val_every == 0:
-                        validate(cfg, accelerator, model, ema, data, metrics, state.step)
-                    if tc.sample_every > 0 and state.step % tc.sample_every == 0 and is_main:
-                        write_sample_video(cfg, accelerator, model, ema, data, vae, output, state.step)
-                    if state.step % tc.save_every == 0 or state.step == tc.max_steps:
-                        save()
-                        last_saved = state.step
-                if result.stop_requested:
-                    if last_saved != state.step:
-                        save()
-                    accelerator.print(f"stopped at step {state.step}; resume with train.resume=latest")
-                    exit_code = 130
-                    break
-            if state.step >= tc.max_steps and last_saved != state.step:
-                save()
-        finally:
-            metrics.close()
-            accelerator.end_training()
-    return exit_code
+def save_checkpoint(run: Run, final: bool = False) -> bool:
+    """Save a checkpoint; False when it failed and ``train.on_save_error=retry`` lets training go on
+    (never for the last save, after which nothing would retry)."""
+    accelerator, step = run.accelerator, run.state.step
+
+    def write(folder: Path) -> None:
+        accelerator.save_state(str(folder))
+        failpoint("save:state-written", step)
+        write_inference_folder(folder / INFERENCE_DIR, run.cfg, accelerator, run.model, run.ema, run.tokenizer,
+                               run.vae, run.identities)
+
+    try:
+        path = run.manager.save(step, write, is_main=accelerator.is_main_process,
+                                barrier=accelerator.wait_for_everyone, agree=lambda ok: all_agree(accelerator, ok))
+    except CheckpointError as err:
+        if run.cfg.train.on_save_error != "retry" or final:
+            raise
+        accelerator.print(f"step {step}: {err}; training goes on and the next save tries again "
+                          "(train.on_save_error=retry)")
+        return False
+    accelerator.print(f"saved {path}")
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,6 +237,13 @@ def make_accelerator(cfg: DyadGenConfig) -> Any:
                        log_with=log_with, project_config=project, kwargs_handlers=[ddp])
 
 
+def check_audio_codes(cfg: DyadGenConfig, data: TrainData, tokenizer: Any) -> None:
+    codes = int(data.train.manifest.get("num_audio_codes", tokenizer.num_codes))
+    if codes != tokenizer.num_codes:
+        raise UserError(f"{cfg.data.shards}: shards were tokenized with {codes} audio codes, "
+                        f"audio_tokenizer.name_or_path={cfg.audio_tokenizer.name_or_path} has {tokenizer.num_codes}")
+
+
 def load_encoders(cfg: DyadGenConfig) -> tuple[Any, Any]:
     from dyadgen.encoders import load_audio_tokenizer, load_video_vae
 
@@ -207,13 +270,54 @@ def to_device(batch: dict[str, Any], device: torch.device) -> Any:
     return DyadBatch(**moved)
 
 
-def global_counts(micro: list[Any], accelerator: Any) -> tuple[int, int]:
-    """Samples and audio tokens (both people, valid frames) in this step, over all processes."""
-    local = torch.tensor([sum(int(b.tokens.shape[0]) for b in micro),  # [2]
-                          sum(int(b.mask.sum()) * int(b.tokens.shape[1]) for b in micro)],
+def global_counts(micro: list[Any], accelerator: Any, bad: int) -> tuple[int, int, int]:
+    """Samples and audio tokens (both people, valid frames) in this step, and the distinct bad
+    training samples found so far, over all processes (ranks read disjoint samples)."""
+    local = torch.tensor([sum(int(b.tokens.shape[0]) for b in micro),  # [3]
+                          sum(int(b.mask.sum()) * int(b.tokens.shape[1]) for b in micro), bad],
                          device=accelerator.device)
     total = accelerator.reduce(local, reduction="sum")
-    return int(total[0]), int(total[1])
+    return int(total[0]), int(total[1]), int(total[2])
+
+
+def all_agree(accelerator: Any, ok: bool) -> bool:
+    """True on every process when every process passes True (a collective)."""
+    failed = accelerator.reduce(torch.tensor(float(not ok), device=accelerator.device), reduction="sum")
+    return float(failed) == 0
+
+
+class BadDataError(UserError):
+    """More training samples are unreadable than data.max_bad_fraction / data.max_bad_samples allow."""
+
+
+class BadSamples:
+    """Logs each sample the loaders skipped (shard, key, reason) once per place it was met, and stops
+    the run once the distinct bad training samples, over all processes, pass the configured limits."""
+
+    def __init__(self, cfg: DyadGenConfig, accelerator: Any, num_samples: int) -> None:
+        self.rank = accelerator.process_index
+        self.num_samples = num_samples
+        self.max_fraction, self.max_count = cfg.data.max_bad_fraction, cfg.data.max_bad_samples
+        self.shards = cfg.data.shards
+        self.logged: set[tuple[str, int]] = set()
+
+    def take(self, batch: dict[str, Any], where: str) -> dict[str, Any]:
+        """The batch without its list of skipped samples, each new one logged."""
+        for index, reason in batch.pop("skipped", []):
+            if (where, index) not in self.logged:
+                self.logged.add((where, index))
+                print(f"[rank {self.rank}] skipped a bad sample in {where}: {reason}", flush=True)
+        return batch
+
+    def check(self, total: int, step: int) -> None:
+        over_share = total > self.max_fraction * self.num_samples
+        over_count = 0 <= self.max_count < total
+        if over_share or over_count:
+            limit = (f"data.max_bad_fraction={self.max_fraction}" if over_share
+                     else f"data.max_bad_samples={self.max_count}")
+            raise BadDataError(f"stopping at step {step}: {total} of {self.num_samples} training samples are "
+                               f"unreadable or fail their checksum (past {limit}); run `dyadgen verify-shards "
+                               f"{self.shards}` and copy the bad shards again")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,12 +326,12 @@ def global_counts(micro: list[Any], accelerator: Any) -> tuple[int, int]:
 
 
 def validate(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA, data: Any,
-             metrics: MetricsLog, step: int) -> None:
+             metrics: MetricsLog, step: int, bad: BadSamples) -> None:
     """Loss on ``train.val_batches`` held-out batches per process, with the training and the EMA weights."""
     if data.val is None:
         return
     reduce = lambda t: accelerator.reduce(t, reduction="mean")  # noqa: E731
-    batches = _val_batches(cfg, accelerator, data)
+    batches = _val_batches(cfg, accelerator, data, bad)
     raw = validation_loss(model, batches, seed=cfg.train.seed, reduce=reduce)
     with ema.swapped_in(accelerator.unwrap_model(model)):
         smooth = validation_loss(model, batches, seed=cfg.train.seed, reduce=reduce)
@@ -240,21 +344,21 @@ def validate(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA, d
                       f"(EMA {smooth.get('loss', math.nan):.4f})")
 
 
-def _val_batches(cfg: DyadGenConfig, accelerator: Any, data: Any) -> list[Any]:
+def _val_batches(cfg: DyadGenConfig, accelerator: Any, data: Any, bad: BadSamples) -> list[Any]:
     out = []
     for i, batch in enumerate(data.val_batches()):
         if i >= cfg.train.val_batches:
             break
-        out.append(to_device(batch, accelerator.device))
+        out.append(to_device(bad.take(batch, "validation"), accelerator.device))
     return out
 
 
-def default_identities(data: TrainData, vae: Any, accelerator: Any) -> dict[str, torch.Tensor]:
+def default_identities(data: TrainData, vae: Any, bad: BadSamples) -> dict[str, torch.Tensor]:
     """Identity 0 = the left person, 1 = the right person of the first held-out sample (or the first
     training sample when there is no held-out split): for each, the first frame of the window where
     that person is silent (a neutral face; the drawn reference when they speak throughout), as
     reference latents and their decoded images."""
-    batch = data.first_batch()
+    batch = bad.take(data.first_batch(), "default identities")
     latents = batch["refs"][0].float()  # [P,c,h,w]
     speaking = batch.get("speaking")
     if speaking is not None:
@@ -305,7 +409,7 @@ def write_inference_folder(folder: Path, cfg: DyadGenConfig, accelerator: Any, m
 
 @torch.no_grad()
 def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA, data: Any, vae: Any,
-                       output: Path, step: int) -> Path | None:
+                       output: Path, step: int, bad: BadSamples) -> Path | None:
     """``<output_dir>/samples/step_XXXXXXX.mp4``: ground truth (left | right) beside the EMA model's
     generation (left | right) from the same audio tokens and references, for one held-out window."""
     from einops import rearrange
@@ -313,7 +417,7 @@ def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, e
     from dyadgen.clock import FPS
     from dyadgen.io.video import VideoWriter
 
-    batch = data.first_batch()
+    batch = bad.take(data.first_batch(), "sample video")
     chunk = cfg.model.chunk_frames
     frames = min(batch["tokens"].shape[-1], max(chunk, int(cfg.train.sample_seconds * FPS) // chunk * chunk))
     tokens = batch["tokens"][0, :, :frames].to(accelerator.device)  # [P,T]
