@@ -187,5 +187,4 @@ class DyadGenPipeline:
         return paths
 
     def _pixels(self, latents: torch.Tensor) -> np.ndarray:
-        frames = self.folder.vae.decode(latents.float().cpu())  # [t,3,H,W] in [-1,1]
-        return ((frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return self.folder.vae.decode_uint8(latents.float().cpu()).numpy()  # [t,H,W,3]

@@ -81,9 +81,7 @@ def trained(clip):
 
 def render(model, clip, tokens) -> np.ndarray:
     latents = model.generate(tokens, clip["latents"][:, 0], steps=4, cfg=2.0, seed=0)  # [P,T,c,h,w]
-    with torch.no_grad():
-        pixels = torch.stack([clip["vae"].decode(latents[p]) for p in range(2)])  # [P,T,3,h,w]
-    return ((pixels + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    return torch.stack([clip["vae"].decode_uint8(latents[p]) for p in range(2)]).numpy()  # [P,T,h,w,3]
 
 
 def test_trained_tiny_model_generates_its_clip_back_from_audio_and_swapped_audio_moves_it_away(trained, clip):

@@ -85,6 +85,11 @@ class VideoVAE(nn.Module):
             out.append(decoder.decode(z).sample.float().clamp(-1, 1))
         return torch.cat(out)
 
+    def decode_uint8(self, latents: Tensor, *, fast: bool = False) -> Tensor:
+        """latents [T,c,h,w] -> pixels uint8 [T,H,W,3] on the CPU, ready to show or encode."""
+        frames = self.decode(latents, fast=fast).cpu()  # [T,3,H,W] in [-1,1]
+        return ((frames + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)  # [T,H,W,3]
+
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         self.vae.save_pretrained(str(folder))
 

@@ -367,9 +367,7 @@ def default_identities(data: TrainData, vae: Any, bad: BadSamples) -> dict[str, 
             silent = (~speaking[0, p].bool()).nonzero()
             if len(silent):
                 latents[p] = batch["latents"][0, p, silent[0, 0]].float()
-    with torch.no_grad():
-        frames = vae.decode(latents)  # [P,3,H,W] in [-1,1]
-    images = ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)  # [P,H,W,3]
+    images = vae.decode_uint8(latents)  # [P,H,W,3]
     return {"latents": latents.contiguous().cpu(), "images": images.contiguous().cpu()}
 
 
@@ -434,16 +432,11 @@ def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, e
     finally:
         unwrapped.train(was_training)
     truth = batch["latents"][0, :, :frames].float()  # [P,T,c,h,w]
-    panels = [_decode(vae, truth[p]) for p in range(2)]  # [T,H,W,3] each
-    panels += [_decode(vae, generated[p].float().cpu()) for p in range(2)]
+    panels = [vae.decode_uint8(truth[p].cpu()) for p in range(2)]  # [T,H,W,3] each
+    panels += [vae.decode_uint8(generated[p].float().cpu()) for p in range(2)]
     video = rearrange(torch.stack(panels), "k t h w c -> t h (k w) c").numpy()  # [T,H,4W,3]
     path = output / "samples" / f"step_{step:07d}.mp4"
     path.parent.mkdir(parents=True, exist_ok=True)
     with VideoWriter(path, fps=FPS, width=video.shape[2], height=video.shape[1]) as writer:
         writer.write(video)
     return path
-
-
-def _decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
-    frames = vae.decode(latents.cpu())  # [T,3,H,W] in [-1,1]
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)  # [T,H,W,3]
