@@ -42,7 +42,7 @@ class DataConfig:
     root: str = ""  # a SocioEmoDialog-layout dataset root (published or `dyadgen synth` output)
     shards: str = ""  # folder of preprocessed webdataset shards + manifest.json
     script_json: str = ""  # the dialogue script json; empty = look for *.json beside the root
-    video_to_dialogue: str = ""  # optional json {video_name: dialogue_id}; empty = match by text
+    video_to_dialogue: str = ""  # optional json {video: dialogue id or [ids in order]}; empty = the video's date
     height: int = 128  # per-person frame size fed to the VAE (pixels)
     width: int = 112
     window_steps: int = 16  # a training window is this many chunk steps (window_steps * C frames)

@@ -36,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
         for line in c.bad_samples:
             print(f"    {line}")
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps({"shards": len(checks), "bad": [
+        from dyadgen.io.files import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({"shards": len(checks), "bad": [
             {"shard": str(c.path), "problem": c.problem, "bad_samples": c.bad_samples} for c in bad]}, indent=1))
-        tmp.replace(out)
     return 1 if bad else 0

@@ -103,14 +103,14 @@ def align_offset(reference: np.ndarray, segment: np.ndarray, max_shift: int) -> 
     return int(lags[keep][np.argmax(corr[keep])])
 
 
+TIME_SLACK = 0.03  # frames (1.2 ms)
+
+
 def grid_frames(start: float, end: float) -> tuple[int, int]:
     """The video's 25 fps frames [first, stop) whose time k / 25 lies in [start, end), within
     ``TIME_SLACK`` (log times are truncated to the millisecond, so a turn logged at 1.159 s starts
     on frame 29 at 1.160 s)."""
     return int(np.ceil(start * FPS - TIME_SLACK)), int(np.ceil(end * FPS - TIME_SLACK))
-
-
-TIME_SLACK = 0.03  # frames (1.2 ms)
 
 
 @dataclass

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dyadgen.io.files import write_text_atomic
+
 SIDES = ("left", "right")
 _LINE = re.compile(r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})\s*-\s*(\d{2}):(\d{2}):(\d{2})\.(\d{3})\s*speaker\s+(\d+)\s*;"
                    r"\s*(?:\[Saved as (\d+)\.wav\])?")
@@ -112,12 +114,6 @@ def channel_segments(turns: list[SpokenTurn], side: str) -> list[Segment]:
     return segments
 
 
-def write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 Cutter = Callable[[Path, Path, float, float], object]  # (raw video, clip path, start s, end s)
 
 
@@ -157,8 +153,8 @@ def write_video_folder(root: Path, raw: Path, audio: np.ndarray, sample_rate: in
         write_wav(tmp / f"{name}_{side}.wav", channel, sample_rate)
         write_wav(tmp / f"{name}_{side}_mute.wav", muted, sample_rate)
         mean_energy = {spk: float(np.mean(e)) for spk, e in energies.items()}
-        write_atomic_text(tmp / f"{name}_{side}_speaker_diarization.log", format_log(segments, mean_energy))
-        write_atomic_text(tmp / f"{name}_{side}_speaker_diarization_asr.json",
+        write_text_atomic(tmp / f"{name}_{side}_speaker_diarization.log", format_log(segments, mean_energy))
+        write_text_atomic(tmp / f"{name}_{side}_speaker_diarization_asr.json",
                           json.dumps(asr, ensure_ascii=False, indent=2))
     for n, seg in enumerate(logs["left"]):  # clip N = the N-th line of the LEFT log, either speaker
         cut(raw, tmp / "video_segments" / f"{n:06d}.mp4", parse_time(hhmmss(seg.start)), parse_time(hhmmss(seg.end)))

@@ -97,31 +97,36 @@ def find_turns(raw: Path, audio: np.ndarray) -> tuple[list[RawTurn], str]:
     return sorted(turns, key=lambda t: (t.start, t.side)), source
 
 
-def cut_exact(raw: Path, dst: Path, start: float, end: float) -> None:
-    """A frame-accurate clip of ``[start, end)``: the raw video decoded on its 25 fps grid and
-    re-encoded with its stereo track, so the clip's first frame is the turn's first frame."""
-    from dyadgen.data.clips import read_span
+def exact_cutter(audio: np.ndarray):
+    """Frame-accurate clips of a raw video with its 16 kHz stereo track ``audio`` [2,N]: the frames of
+    ``[start, end)`` on the 25 fps grid (random access, so a clip never decodes the whole video),
+    re-encoded, so a clip's first frame is its turn's first frame."""
+    from dyadgen.data.clips import decode_frames, grid_frames
     from dyadgen.io.video import VideoWriter
 
-    span = read_span(raw, start, end)
-    height, width = span.frames.shape[1:3]
-    with VideoWriter(dst, width=width, height=height, audio=span.audio) as writer:
-        writer.write(span.frames)
+    def cut(raw: Path, dst: Path, start: float, end: float) -> None:
+        first, stop = grid_frames(start, end)
+        frames = decode_frames(raw, start=first / FPS, num_frames=stop - first)  # [T,H,W,3]
+        piece = audio[:, first * SAMPLES_PER_FRAME: (first + len(frames)) * SAMPLES_PER_FRAME]  # [2,T*640]
+        with VideoWriter(dst, width=frames.shape[2], height=frames.shape[1], audio=piece) as writer:
+            writer.write(frames)
+
+    return cut
 
 
 def prepare_video(raw: Path, out: Path) -> tuple[str, int]:
     """Write one video's copy and folder; returns (turn source, number of turns)."""
-    from dyadgen.io.audio import load_stereo, read_audio
+    from dyadgen.io.audio import read_stereo, resample
 
-    audio = load_stereo(raw)  # [2,N] at 16 kHz, for voice activity
+    native, rate = read_stereo(raw)  # [2,N'] at the source rate, for the wavs
+    audio = resample(native, rate, SAMPLE_RATE)  # [2,N] at 16 kHz, for voice activity and the clips
     turns, source = find_turns(raw, audio)
-    native, rate = read_audio(raw)  # [2,N'] at the source rate, for the wavs
     copy = out / raw.name
     tmp = out / f".{raw.stem}.tmp{raw.suffix}"
     shutil.copyfile(raw, tmp)
     os.replace(tmp, copy)
     spoken = [SpokenTurn(t.side, t.start / SAMPLE_RATE, t.end / SAMPLE_RATE, t.text) for t in turns]
-    write_video_folder(out, copy, native, rate, spoken, cut_exact)
+    write_video_folder(out, copy, native, rate, spoken, exact_cutter(audio))
     return source, len(turns)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from torch import Tensor
 
 from dyadgen.errors import UserError
+from dyadgen.io.files import write_text_atomic
 
 MANIFEST = "manifest.json"
 RECORD_SUFFIX = ".json"  # <name>.tar -> <name>.tar.json
@@ -65,10 +66,7 @@ def write_shard(path: str | os.PathLike, samples: list[tuple[str, dict[str, Tens
             sink.write({"__key__": key, **encoded})
     record = {"keys": [key for key, _, _ in samples], "size": tmp.stat().st_size, "sha256": sha256_file(tmp),
               "blobs": blobs}
-    record_path = path.with_name(path.name + RECORD_SUFFIX)
-    record_tmp = record_path.with_name(f".{record_path.name}.tmp")
-    record_tmp.write_text(json.dumps(record))
-    os.replace(record_tmp, record_path)
+    write_text_atomic(path.with_name(path.name + RECORD_SUFFIX), json.dumps(record))
     os.replace(tmp, path)
     return len(samples)
 
@@ -163,9 +161,7 @@ def write_manifest(folder: str | os.PathLike, info: dict) -> dict:
             splits.setdefault(shard.parent.name, []).append({"path": str(shard.relative_to(folder)), **record})
     manifest = {**info, "splits": splits,
                 "num_samples": {s: sum(len(x["keys"]) for x in shards) for s, shards in splits.items()}}
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, folder / MANIFEST)
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 

@@ -29,9 +29,10 @@ import numpy as np
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.data.emotions import EMOTIONS, emotion_id, expression
 from dyadgen.data.faces import FaceLook, FacePose, draw_face
-from dyadgen.data.layout import SIDES, SpokenTurn, write_atomic_text, write_video_folder
+from dyadgen.data.layout import SIDES, SpokenTurn, write_video_folder
 from dyadgen.data.voices import PHRASES, Voice, have_espeak, speak
 from dyadgen.io.audio import resample
+from dyadgen.io.files import write_text_atomic
 from dyadgen.io.video import VideoWriter, stream_copy_cut
 
 HALF_HEIGHT, HALF_WIDTH = 160, 144  # one person's half of the side-by-side frame
@@ -183,7 +184,7 @@ def _write_one(args: tuple[str, str, list[str], int, bool]) -> dict[str, dict]:
 def write_index(root: Path, scripts: dict[str, dict], mapping: dict[str, list[str]]) -> None:
     """script.json and video_to_dialogue.json, each written then renamed."""
     for filename, data in (("script.json", scripts), ("video_to_dialogue.json", mapping)):
-        write_atomic_text(root / filename, json.dumps(data, ensure_ascii=False, indent=1))
+        write_text_atomic(root / filename, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_video: int = 1, workers: int = 1,

@@ -80,11 +80,17 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np
     return resample(data[0], sr, sample_rate)
 
 
-def load_stereo(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A two-channel file as float32 [2,N] (channel 0 = left person) at ``sample_rate``."""
+def read_stereo(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A two-channel file as (float32 [2,N], its own sample rate); channel 0 = left person."""
     data, sr = read_audio(path)
     if data.shape[0] != 2:
         raise UserError(f"{path}: has {data.shape[0]} channel(s); expected a stereo file (left, right)")
+    return data, sr
+
+
+def load_stereo(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A two-channel file as float32 [2,N] (channel 0 = left person) at ``sample_rate``."""
+    data, sr = read_stereo(path)
     return resample(data, sr, sample_rate)
 
 

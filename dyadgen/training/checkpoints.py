@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dyadgen.errors import UserError
+from dyadgen.io.files import write_text_atomic
 
 STEP_RE = re.compile(r"^step_(\d+)$")
 TMP_PREFIX = ".tmp-"
@@ -146,7 +147,7 @@ class CheckpointManager:
             else:
                 tmp.rename(final)
             failpoint("save:renamed", step)
-            _write_text_atomic(self.root / LATEST, final.name + "\n")
+            write_text_atomic(self.root / LATEST, final.name + "\n")
             self._prune(keep=final)
         barrier()
         return final
@@ -183,8 +184,3 @@ class CheckpointManager:
         raise UserError(f"{resume}: train.resume is not a step folder (step_XXXXXXX) "
                         "or a run folder with checkpoints")
 
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
