@@ -70,8 +70,8 @@ def _meta_flops(fn) -> float:
 
 
 def guidance_branches(cfg: DyadGenConfig) -> int:
-    """Batch elements per person at inference: 2 (conditional and unconditional) when ``infer.cfg != 1``."""
-    return 2 if cfg.infer.cfg != 1.0 else 1
+    """Batch elements per person at inference: 2 (conditional and unconditional) when ``infer.guidance != 1``."""
+    return 2 if cfg.infer.guidance != 1.0 else 1
 
 
 def decoder_flops_per_second(cfg: DyadGenConfig, model=None) -> dict[str, float]:
@@ -79,7 +79,7 @@ def decoder_flops_per_second(cfg: DyadGenConfig, model=None) -> dict[str, float]
     ``torch.utils.flop_counter`` on the meta device (no weights, nothing computed).
 
     One second is 25 / C chunk steps; each runs ``infer.steps`` Euler steps of the decoder over both
-    people, and over both branches (conditional and unconditional) when ``infer.cfg != 1``. ``model``: the
+    people, and over both branches (conditional and unconditional) when ``infer.guidance != 1``. ``model``: the
     meta-device model of ``cfg`` when the caller has built it already.
     """
     from dyadgen.clock import FPS

@@ -102,9 +102,15 @@ class BackboneConfig:
     max_position_embeddings: int = 32768
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = True
-    attn_implementation: str = "sdpa"
+    # the one transformers kernel that applies the backbone's boolean 4-D window mask as given: eager and
+    # flex_attention add a tensor mask to the scores (True/False as +1/+0, nothing blocked), flash
+    # attention reads only padding masks
+    attn_implementation: Literal["sdpa"] = "sdpa"
     text_tokenizer: Literal["bytes", "qwen"] = "bytes"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # non-reentrant activation checkpointing of every Qwen layer
+    # the text embedding table (151,936 rows in Qwen2.5) stays as pretrained: a few prompt tokens per
+    # sample would otherwise cost a dense all-reduce of the whole table every step
+    freeze_text_embeddings: bool = False
 
 
 @dataclass
@@ -119,6 +125,7 @@ class DecoderConfig:
     audio_context: int = 2  # frame t also sees its own audio tokens t-k..t+k
     partner_context: int = 24  # ... and the partner's audio tokens t-q..t (a listener reacts to the last ~1 s)
     attention: Literal["sdpa", "xformers"] = "sdpa"
+    gradient_checkpointing: bool = False  # recompute each DiT block and the motion resampler in backward
 
 
 @dataclass
@@ -139,7 +146,9 @@ class ModelConfig:
     max_text_tokens: int = 32
     num_emotions: int = 19  # SocioEmoDialog's 18 labels + "Other"; one more id means "no emotion"
     decoder_steps_per_sample: int = 0  # >0: the decoder's loss on this many random chunk steps per sample
-    max_position_offset_steps: int = 1500  # training draws a step offset up to this (10 min at C=4)
+    # training puts a window's steps after step 0 up to this many steps further from the pinned step 0,
+    # as deep into a dialogue as generation goes (3750 steps = 10 min at C=4)
+    max_position_offset_steps: int = 3750
 
 
 @dataclass
@@ -164,6 +173,7 @@ class TrainConfig:
     val_every: int = 500
     sample_every: int = 1000
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
+    find_unused_parameters: bool = False  # DDP: only needed when a trainable part can go unused in a step
     on_save_error: Literal["stop", "retry"] = "stop"  # a failed save (full disk): stop, or retry at the next
     stop_grace_s: float = 120.0  # after SIGTERM/Ctrl-C: save and exit within this, else exit unsaved
     tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"
@@ -179,8 +189,9 @@ class TrainConfig:
 @dataclass
 class InferConfig:
     steps: int = 4  # Euler steps of the flow decoder
-    cfg: float = 2.0  # guidance scale on the velocity
+    guidance: float = 2.0  # classifier-free guidance scale on the velocity (1 = none)
     seed: int = 0
+    context_noise: float = 0.0  # noise level on the previous chunk before it conditions the next (training: 0..max)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     layout: Literal["side-by-side", "separate"] = "side-by-side"
     max_seconds: float = 0.0  # 0 = no limit
@@ -275,6 +286,10 @@ def apply_override(cfg: DyadGenConfig, item: str) -> None:
     _set_field(target, parts[-1], value, key)
 
 
+# keys renamed since checkpoints were written: (section, old name) -> new name
+RENAMED = {("infer", "cfg"): "guidance"}
+
+
 def _has_field(obj: Any, name: str) -> bool:
     return dataclasses.is_dataclass(obj) and name in {f.name for f in dataclasses.fields(obj)}
 
@@ -283,6 +298,7 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {type(data).__name__}")
     for key, value in data.items():
+        key = RENAMED.get((prefix.rstrip("."), key), key)
         full = f"{prefix}{key}"
         if not _has_field(obj, key):
             raise ConfigError(f"{full}: unknown config key")

@@ -28,7 +28,8 @@ BUNDLED = Path(__file__).resolve().parent.parent / "checkpoints" / "dyadgen-tiny
 @dataclass
 class InferOptions:
     steps: int = 4
-    cfg: float = 2.0
+    guidance: float = 2.0  # classifier-free guidance scale (1 = none)
+    context_noise: float = 0.0
     seed: int = 0
     left_emotion: str | None = None
     right_emotion: str | None = None
@@ -132,7 +133,8 @@ class DyadGenPipeline:
         refs = self.references(left_ref, right_ref)
         emotion = self.emotions(opt.left_emotion, opt.right_emotion)
         chunks = self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text, steps=opt.steps,
-                                            cfg=opt.cfg, seed=opt.seed)
+                                            guidance=opt.guidance, seed=opt.seed,
+                                            context_noise=opt.context_noise)
         return -(-tokens.shape[1] // self.model.cfg.chunk_frames), chunks
 
     def frames(self, left=None, right=None, *, dialogue=None, left_ref=None, right_ref=None,

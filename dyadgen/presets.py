@@ -20,7 +20,8 @@ from dyadgen.config import (
 
 
 def _tiny() -> DyadGenConfig:
-    return DyadGenConfig(preset="tiny")
+    # the model window is shorter than the training window, as in the real presets
+    return DyadGenConfig(preset="tiny", model=ModelConfig(window_steps=8))
 
 
 def _real() -> DyadGenConfig:
@@ -57,12 +58,16 @@ def _real() -> DyadGenConfig:
             max_position_embeddings=32768,
             tie_word_embeddings=True,
             text_tokenizer="qwen",
+            gradient_checkpointing=True,
+            freeze_text_embeddings=True,
         ),
-        decoder=DecoderConfig(hidden_size=768, depth=16, num_heads=12, patch_size=2),
-        model=ModelConfig(chunk_frames=4, motion_tokens=8, window_steps=64, audio_lookahead=2),
+        decoder=DecoderConfig(hidden_size=768, depth=16, num_heads=12, patch_size=2, gradient_checkpointing=True),
+        # a 5 s history window inside 10 s training windows; the decoder's loss on 4 of the 64 steps
+        model=ModelConfig(chunk_frames=4, motion_tokens=8, window_steps=32, audio_lookahead=2,
+                          decoder_steps_per_sample=4),
         train=TrainConfig(batch_size=8, lr=1e-4, backbone_lr=2e-5, warmup_steps=1000, max_steps=200_000,
                           save_every=2000, val_every=2000, sample_every=10_000, ema_decay=0.9999),
-        infer=InferConfig(steps=4, cfg=2.0),
+        infer=InferConfig(steps=4, guidance=2.0),
     )
 
 
@@ -81,6 +86,8 @@ def _real_05b() -> DyadGenConfig:
         max_position_embeddings=32768,
         tie_word_embeddings=True,
         text_tokenizer="qwen",
+        gradient_checkpointing=True,
+        freeze_text_embeddings=True,
     )
     return cfg
 

@@ -77,7 +77,8 @@ def test_a_training_clip_is_generated_back_and_swapped_audio_moves_it_away(pipe)
     tokens = torch.stack([folder.tokenizer.encode(load_audio(TRAIN_CLIP / f"{s}.wav")) for s in ("left", "right")])
 
     def render(tok: torch.Tensor) -> np.ndarray:
-        latents = pipe.model.generate(tok, refs, steps=folder.config.infer.steps, cfg=folder.config.infer.cfg, seed=0)
+        infer = folder.config.infer
+        latents = pipe.model.generate(tok, refs, steps=infer.steps, guidance=infer.guidance, seed=0)
         return np.stack([pipe._pixels(latents[p]) for p in range(2)])  # [P,T,h,w,3]
 
     T = min(len(frames), tokens.shape[1])

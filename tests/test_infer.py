@@ -32,7 +32,7 @@ def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt") / "inference"
     cfg = load_config(overrides=["data.height=64", "data.width=56", "decoder.hidden_size=64", "decoder.depth=2",
                                  "decoder.num_heads=2", "vae.block_out_channels=[8,16,16]", "infer.steps=2",
-                                 "infer.cfg=1.5"])
+                                 "infer.guidance=1.5"])
     torch.manual_seed(0)
     tokenizer = FittedTokenizer.fit([voice(6, 150, 0), voice(6, 220, 1)], num_codes=16, n_mels=20)
     vae = load_video_vae(cfg.vae)

@@ -80,7 +80,7 @@ def trained(clip):
 
 
 def render(model, clip, tokens) -> np.ndarray:
-    latents = model.generate(tokens, clip["latents"][:, 0], steps=4, cfg=2.0, seed=0)  # [P,T,c,h,w]
+    latents = model.generate(tokens, clip["latents"][:, 0], steps=4, guidance=2.0, seed=0)  # [P,T,c,h,w]
     return torch.stack([clip["vae"].decode_uint8(latents[p]) for p in range(2)]).numpy()  # [P,T,h,w,3]
 
 

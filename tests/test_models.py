@@ -111,8 +111,8 @@ def test_future_audio_changes_no_earlier_output():
     changed = tokens.clone()
     cut = 5 * C
     changed[:, cut:] = torch.randint(0, 32, changed[:, cut:].shape, generator=torch.Generator().manual_seed(9))
-    a = model.generate(tokens, refs, steps=2, cfg=2.0, seed=3)
-    b = model.generate(changed, refs, steps=2, cfg=2.0, seed=3)
+    a = model.generate(tokens, refs, steps=2, guidance=2.0, seed=3)
+    b = model.generate(changed, refs, steps=2, guidance=2.0, seed=3)
     # lookahead k and the decoder's audio context reach k and a frames ahead of a chunk
     reach = max(model.cfg.audio_lookahead, model.decoder_cfg.audio_context)
     safe = (cut - reach) // C * C
@@ -124,8 +124,8 @@ def test_swapping_the_people_swaps_the_outputs():
     model = tiny_model()
     tokens, _, refs = dialogue(T=6 * model.cfg.chunk_frames + 2)
     emotion = torch.tensor([3, 11])
-    a = model.generate(tokens, refs, emotion=emotion, steps=2, cfg=1.5, seed=1)
-    b = model.generate(tokens.flip(0), refs.flip(0), emotion=emotion.flip(0), steps=2, cfg=1.5, seed=1)
+    a = model.generate(tokens, refs, emotion=emotion, steps=2, guidance=1.5, seed=1)
+    b = model.generate(tokens.flip(0), refs.flip(0), emotion=emotion.flip(0), steps=2, guidance=1.5, seed=1)
     assert a.shape == (2, tokens.shape[1], *LATENT)
     assert torch.allclose(a, b.flip(0), atol=1e-5)
 
@@ -220,7 +220,7 @@ def test_bench_counts_the_decoder_flops_per_second_of_video(tmp_path):
                         + 4 * L * L * d.hidden_size)
     assert 1.0 < flops["per_euler_step"] / (4 * blocks) < 1.05  # plus embeddings, adaLN and the output layer
     assert flops["per_second"] == flops["per_euler_step"] * cfg.infer.steps * 25 / cfg.model.chunk_frames
-    cfg.infer.cfg = 1.0  # no unconditional branch: half the work
+    cfg.infer.guidance = 1.0  # no unconditional branch: half the work
     assert decoder_flops_per_second(cfg)["per_second"] == flops["per_second"] / 2
     parts = json.loads((tmp_path / "f.json").read_text())["flops"]
     # the FLUX VAE decodes a 512x448 frame in 2.2 TFLOP, TAEF1 in 0.12; 50 frames per second of video

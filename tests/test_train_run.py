@@ -17,8 +17,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
-from trainrun import LATENT, REPO, ddp_launcher, losses, run_train, train_args, train_env
+from trainrun import LATENT, REPO, ddp_launcher, fsdp_launcher, losses, run_train, train_args, train_env
 
 
 def test_trains_and_writes_metrics_checkpoints_and_an_inference_folder(train_data, tmp_path):
@@ -85,18 +86,27 @@ def test_ctrl_c_saves_and_resume_continues_with_the_same_losses(train_data, tmp_
     assert [a[s]["grad_norm"] for s in range(1, 7)] == [b[s]["grad_norm"] for s in range(1, 7)]
 
 
-def test_two_ddp_processes_match_one_process_and_sigterm_mid_step_saves_exits_and_resumes(train_data, tmp_path):
+STEPS = ["train.max_steps=6", "train.save_every=100", "train.batch_size=1"]
+
+
+@pytest.fixture(scope="module")
+def one_process(train_data, tmp_path_factory):
+    """Global batch 2 on one process: 2 micro-batches of 1 accumulated (what 2 processes must match)."""
+    one = tmp_path_factory.mktemp("one_process")
+    done = run_train(train_args(one, train_data, *STEPS, "train.grad_accum=2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return one
+
+
+def test_two_ddp_processes_match_one_process_and_sigterm_mid_step_saves_exits_and_resumes(train_data, one_process,
+                                                                                          tmp_path):
     """Global batch 2 both ways: one process accumulating 2 micro-batches of 1, or 2 processes with 1
     each. The loader deals sample i of the shuffled order to rank i % 2, and each micro-batch's noise
     is seeded by its index in the global batch, so both runs see the same samples with the same noise.
     They differ only in the order gradients are summed (DDP's all-reduce vs accumulation), which is
     float rounding: the first loss agrees to 1e-6 and later ones to 1e-4 (relative). The 2-process
     run is stopped mid-way as a scheduler stops a job (SIGTERM to every process), then requeued."""
-    steps = ["train.max_steps=6", "train.save_every=100", "train.batch_size=1"]
-    one = tmp_path / "one"
-    done = run_train(train_args(one, train_data, *steps, "train.grad_accum=2"))
-    assert done.returncode == 0, done.stderr[-3000:]
-
+    steps, one = STEPS, one_process
     two = tmp_path / "two"
     cmd = [*ddp_launcher(), str(REPO / "scripts" / "train.py"), *train_args(two, train_data, *steps)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -121,3 +131,46 @@ def test_two_ddp_processes_match_one_process_and_sigterm_mid_step_saves_exits_an
     assert a[1]["samples_seen"] == b[1]["samples_seen"] == 2
     assert b[1]["loss"] == pytest.approx(a[1]["loss"], rel=1e-6)
     assert [b[s]["loss"] for s in range(2, 7)] == pytest.approx([a[s]["loss"] for s in range(2, 7)], rel=1e-4)
+
+
+def test_fsdp2_on_two_processes_matches_one_process_resumes_exactly_and_exports_a_working_folder(
+        train_data, one_process, tmp_path):
+    """The shipped FSDP2 launcher config on 2 CPU processes (gloo): parameters, gradients, optimizer
+    state and the EMA sharded over the processes. Killed (SIGKILL) right after its step-2 save and
+    resumed, it gives the one-process losses (same summation orders on the CPU: equal to 1e-6), and
+    the inference folder it gathers from the shards holds the one-process run's EMA weights and
+    generates video."""
+    import torch
+    from safetensors.torch import load_file
+
+    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+
+    out = tmp_path / "fsdp"
+    args = train_args(out, train_data, *STEPS, "train.save_every=2", "train.sample_every=6",
+                      "train.sample_seconds=0.32")
+    killed = subprocess.run([*fsdp_launcher(), str(REPO / "scripts" / "train.py"), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env=train_env() | {"DYADGEN_FAILPOINT": "save:renamed:2"})
+    assert killed.returncode != 0 and "(FSDP2, sharded parameters)" in killed.stdout, killed.stderr[-3000:]
+    assert sorted(losses(out)) == [1, 2]
+    resumed = run_train([*args, "train.resume=latest"], launcher=fsdp_launcher())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = losses(one_process), losses(out)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert [b[s]["loss"] for s in range(1, 7)] == pytest.approx([a[s]["loss"] for s in range(1, 7)], rel=1e-6)
+    assert (out / "samples" / "step_0000006.mp4").stat().st_size > 0  # every rank generated, rank 0 wrote
+
+    step = out / "checkpoints" / "step_0000006"
+    ema = load_file(step / "ema.safetensors")
+    exported = load_file(step / "inference" / "model.safetensors")
+    reference = load_file(one_process / "checkpoints" / "step_0000006" / "inference" / "model.safetensors")
+    assert set(exported) == set(reference)
+    for name, value in exported.items():  # full shapes, gathered from both shards
+        assert value.shape == reference[name].shape
+        torch.testing.assert_close(value, reference[name], rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(exported[k], v) for k, v in ema.items())  # the folder holds the EMA weights
+    pipe = DyadGenPipeline.from_pretrained(step / "inference", device="cpu")
+    frames = pipe.frames(REPO / "examples" / "left.wav", REPO / "examples" / "right.wav",
+                         options=InferOptions(max_seconds=0.32, progress=False))  # [P,T,H,W,3]
+    assert frames.shape[:2] == (2, 8) and frames.dtype == np.uint8
+

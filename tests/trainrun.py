@@ -42,11 +42,16 @@ def losses(out: Path) -> dict[int, dict]:
     return {r["step"]: r for r in map(json.loads, lines) if "loss" in r}
 
 
-def ddp_launcher() -> list[str]:
-    """``accelerate launch`` with 2 CPU processes over gloo, on a free port (parallel runs on this
-    machine must not collide)."""
+def ddp_launcher(config: str = "cpu_ddp.yaml", *extra: str) -> list[str]:
+    """``accelerate launch`` of a shipped launcher config with 2 CPU processes over gloo, on a free
+    port (parallel runs on this machine must not collide)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(REPO / "configs" / "accelerate" / "cpu_ddp.yaml"), "--main_process_port", str(port)]
+            str(REPO / "configs" / "accelerate" / config), "--main_process_port", str(port), *extra]
+
+
+def fsdp_launcher() -> list[str]:
+    """The shipped FSDP2 config (written for 8 GPUs in bf16) on 2 CPU processes in fp32."""
+    return ddp_launcher("fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")

@@ -15,7 +15,7 @@ HELP = ("count the parameters of each part of a configuration (default: the real
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", action="store_true", help="parameter counts of each part")
     parser.add_argument("--flops", action="store_true",
-                        help="FLOPs of each part per second of generated video (infer.steps, infer.cfg) and the "
+                        help="FLOPs of each part per second of generated video (infer.steps, infer.guidance) and the "
                              "real-time factor they project on --gpu-tflops at --utilisation")
     parser.add_argument("--gpu-tflops", type=float, default=989.0,
                         help="dense bf16 TFLOP/s of the GPU for the projection (default 989: one H100 SXM)")

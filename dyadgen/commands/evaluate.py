@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-dialogues", type=int, default=0, help="score at most this many (0 = all)")
     parser.add_argument("--max-seconds", type=float, default=0.0, help="score the first X seconds of each")
     parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the checkpoint's)")
-    parser.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the checkpoint's)")
+    parser.add_argument("--guidance", "--cfg", type=float, default=None,
+                        help="guidance scale (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="also write per-dialogue and mean scores as JSON")
 
@@ -34,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = DyadGenPipeline.from_pretrained(args.checkpoint)
     icfg = pipe.folder.config.infer
-    options = InferOptions(steps=args.steps or icfg.steps, cfg=icfg.cfg if args.cfg is None else args.cfg,
+    options = InferOptions(steps=args.steps or icfg.steps,
+                           guidance=icfg.guidance if args.guidance is None else args.guidance,
+                           context_noise=icfg.context_noise,
                            seed=args.seed, max_seconds=args.max_seconds, progress=False)
     index = index_dataset(args.data)
     videos = [v for v in index.videos if args.split == "all" or split_of(v.dialogue_id or v.name) == args.split]

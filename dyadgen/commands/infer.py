@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--right-ref", metavar="IMAGE")
     parser.add_argument("--checkpoint", metavar="DIR|HUB", help="inference folder (default: the bundled checkpoint)")
     parser.add_argument("--steps", type=int, default=None, help="Euler steps of the decoder")
-    parser.add_argument("--cfg", type=float, default=None, help="guidance scale on the audio")
+    parser.add_argument("--guidance", "--cfg", type=float, default=None, help="guidance scale on the audio")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device=args.device)
     d = pipe.folder.config.infer
     options = InferOptions(
-        steps=args.steps if args.steps is not None else d.steps, cfg=args.cfg if args.cfg is not None else d.cfg,
+        steps=args.steps if args.steps is not None else d.steps,
+        guidance=args.guidance if args.guidance is not None else d.guidance, context_noise=d.context_noise,
         seed=args.seed if args.seed is not None else d.seed, left_emotion=args.left_emotion,
         right_emotion=args.right_emotion, layout=args.layout or d.layout,
         max_seconds=args.max_seconds if args.max_seconds is not None else d.max_seconds)

@@ -11,9 +11,11 @@ are the decoder's condition for that person's chunk s.
 
 Window: the text prompt and step 0 are pinned; besides them a query sees the last W whole steps
 (its own included). Training applies this through the attention mask, generation by evicting the
-oldest step from the KV cache, so both see the same history shapes. Position ids are defined once,
-in :meth:`DyadBackbone.positions`: text at 0..Lt-1, token j of step s at Lt + (s + offset) L + j.
-Training draws a random step offset so that long dialogues meet no unseen distances to the prefix.
+oldest step from the KV cache, so both see the same history shapes as long as the training window is
+longer than W. Position ids are defined once, in :meth:`DyadBackbone.positions`: text at 0..Lt-1,
+token j of step s at Lt + (s + gap [s > 0]) L + j. Generation has gap 0: after n steps its query is
+n steps from the pinned step 0. Training draws the gap (up to ``model.max_position_offset_steps``),
+so the distances a 10-minute dialogue meets between its queries and the pinned prefix are trained.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ def build_language_model(cfg: BackboneConfig, *, pretrained: bool) -> nn.Module:
         from dyadgen.errors import UserError
 
         try:
-            return Qwen2Model.from_pretrained(cfg.name_or_path, attn_implementation=cfg.attn_implementation)
+            # fp32 master weights whatever dtype the folder was saved in (transformers 5 keeps the stored
+            # dtype by default; bf16 weights would round small AdamW updates away); autocast runs bf16
+            return Qwen2Model.from_pretrained(cfg.name_or_path, attn_implementation=cfg.attn_implementation,
+                                              dtype=torch.float32)
         except OSError as err:
             raise UserError(
                 f"{cfg.name_or_path}: cannot load the Qwen2.5 backbone ({str(err).splitlines()[0]}). Download it "
@@ -59,7 +64,14 @@ def build_language_model(cfg: BackboneConfig, *, pretrained: bool) -> nn.Module:
 
 
 class MotionResampler(nn.Module):
-    """One chunk of latents [N,C,c,h,w] (+ its noise level) -> M motion tokens [N,M,D]."""
+    """One chunk of latents [N,C,c,h,w] (+ its noise level) -> M motion tokens [N,M,D].
+
+    With ``checkpointed`` (training with activation checkpointing) the N chunks go through in groups
+    of ``group``, each recomputed in backward: the activations of C (h/2)(w/2) patches per chunk are
+    held for one group at a time, never for all B P S chunks of a batch."""
+
+    group = 32
+    checkpointed = False
 
     def __init__(self, latent_shape: tuple[int, int, int], chunk: int, tokens: int, width: int, out_dim: int,
                  heads: int = 4, patch: int = 2):
@@ -77,6 +89,14 @@ class MotionResampler(nn.Module):
         self.out = nn.Linear(width, out_dim)
 
     def forward(self, chunks: Tensor, noise_level: Tensor) -> Tensor:
+        if self.checkpointed and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            parts = zip(chunks.split(self.group), noise_level.split(self.group), strict=True)
+            return torch.cat([checkpoint(self._tokens, c, n, use_reentrant=False) for c, n in parts])
+        return self._tokens(chunks, noise_level)
+
+    def _tokens(self, chunks: Tensor, noise_level: Tensor) -> Tensor:
         N = chunks.shape[0]
         x = self.patch_in(patchify(rearrange(chunks, "n t c h w -> (n t) c h w"), self.patch))  # [(N C),n,W]
         x = rearrange(x, "(n t) k d -> n (t k) d", n=N) + self.pos  # [N,C n,W]
@@ -95,13 +115,16 @@ class DyadBackbone(nn.Module):
         D, M, C = cfg.hidden_size, model.motion_tokens, model.chunk_frames
         self.lm = build_language_model(cfg, pretrained=pretrained)
         if cfg.gradient_checkpointing:
-            self.lm.gradient_checkpointing_enable()
+            self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.freeze_text_embeddings:
+            self.lm.get_input_embeddings().weight.requires_grad_(False)
         self.audio_embed = nn.Embedding(audio_vocab, D)
         self.emotion_embed = nn.Embedding(model.num_emotions + 1, D)  # the last id is "no emotion"
         self.stream_embed = nn.Embedding(2, D)
         self.kind_embed = nn.Embedding(3, D)
         self.queries = nn.Parameter(torch.randn(M, D) * 0.02)
         self.resampler = MotionResampler(latent_shape, C, M, resampler_width, D)
+        self.resampler.checkpointed = cfg.gradient_checkpointing
         for emb in (self.audio_embed, self.emotion_embed, self.stream_embed, self.kind_embed):
             nn.init.normal_(emb.weight, std=0.02)
 
@@ -133,11 +156,13 @@ class DyadBackbone(nn.Module):
         """long [N,Lt] -> [N,Lt,D] through the language model's own token embeddings."""
         return self.lm.get_input_embeddings()(text_ids)
 
-    def positions(self, text_len: int, steps: Tensor, offset: Tensor | int = 0) -> Tensor:
-        """Position ids of the step tokens, long [N or 1, len(steps) L]; text tokens are at 0..Lt-1."""
+    def positions(self, text_len: int, steps: Tensor, gap: Tensor | int = 0) -> Tensor:
+        """Position ids of the step tokens, long [N or 1, len(steps) L]; text tokens are at 0..Lt-1 and
+        every step after step 0 lies ``gap`` [N] steps further on."""
         L = self.step_len
-        offset = torch.as_tensor(offset, device=steps.device).view(-1, 1, 1)  # [N,1,1]
-        pos = text_len + (steps.view(1, -1, 1) + offset) * L + torch.arange(L, device=steps.device)  # [N,S,L]
+        gap = torch.as_tensor(gap, device=steps.device).view(-1, 1, 1)  # [N,1,1]
+        step = steps.view(1, -1, 1) + gap * (steps.view(1, -1, 1) > 0)  # [N,S,1]
+        pos = text_len + step * L + torch.arange(L, device=steps.device)  # [N,S,L]
         return pos.flatten(1)
 
     def window_mask(self, text_len: int, num_steps: int, device: torch.device) -> Tensor:
@@ -153,13 +178,13 @@ class DyadBackbone(nn.Module):
 
     # ---- teacher forcing ------------------------------------------------------------------------
 
-    def forward(self, text: Tensor, steps: Tensor, offset: Tensor | int = 0) -> Tensor:
+    def forward(self, text: Tensor, steps: Tensor, gap: Tensor | int = 0) -> Tensor:
         """All steps in one pass. text [N,Lt,D], steps [N,S,L,D] -> conditions [N,S,M,D]."""
         N, S, L, _ = steps.shape
         Lt, M = text.shape[1], self.model_cfg.motion_tokens
         x = torch.cat([text, steps.flatten(1, 2)], dim=1)  # [N,Lt+S L,D]
         text_pos = torch.arange(Lt, device=x.device).expand(N, Lt)
-        step_pos = self.positions(Lt, torch.arange(S, device=x.device), offset).expand(N, -1)
+        step_pos = self.positions(Lt, torch.arange(S, device=x.device), gap).expand(N, -1)
         pos = torch.cat([text_pos, step_pos], dim=1)  # [N,Lt+S L]
         mask = self.window_mask(Lt, S, x.device)[None, None].expand(N, 1, -1, -1)  # [N,1,Q,K]
         hidden = self.lm(inputs_embeds=x, position_ids=pos, attention_mask=mask, use_cache=False).last_hidden_state
@@ -181,6 +206,8 @@ class StepCache:
         self.step = 0
         self.oldest = 1  # oldest non-pinned step still cached
         self.tokens_processed: list[int] = []  # tokens the backbone ran on, per step
+        self.query_positions = torch.empty(0, dtype=torch.long)  # position ids of the last step's tokens [L]
+        self.key_positions = torch.empty(0, dtype=torch.long)  # position ids of the cached tokens [K]
 
     @property
     def cached_tokens(self) -> int:
@@ -202,9 +229,10 @@ class StepCache:
             past = self.cached_tokens
             causal = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(past)  # [L,K]
             mask = causal[None, None].expand(N, 1, -1, -1)
-        out = bb.lm(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=self.cache,
-                    use_cache=True)
-        self.cache = out.past_key_values
+        out = bb.lm(inputs_embeds=x, position_ids=pos, attention_mask=mask, cache=self.cache, use_cache=True)
+        self.cache = out.cache
+        self.query_positions = pos[0].cpu()
+        self.key_positions = torch.cat([self.key_positions, self.query_positions])
         self.tokens_processed.append(x.shape[1])
         self.step += 1
         self._evict()
@@ -219,4 +247,5 @@ class StepCache:
             for layer in self.cache.layers:
                 layer.keys = torch.cat([layer.keys[:, :, :prefix], layer.keys[:, :, prefix + L:]], dim=2)
                 layer.values = torch.cat([layer.values[:, :, :prefix], layer.values[:, :, prefix + L:]], dim=2)
+            self.key_positions = torch.cat([self.key_positions[:prefix], self.key_positions[prefix + L:]])
             self.oldest += 1

@@ -17,12 +17,13 @@ conditions carry the longer history, at chunk rather than frame resolution).
 from __future__ import annotations
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from dyadgen.config import DecoderConfig
 from dyadgen.models import flow
-from dyadgen.models.layers import Attention, ScalarEmbedder, patchify, rope_frequencies, unpatchify
+from dyadgen.models.layers import Attention, ScalarEmbedder, patchify, rope_tables, unpatchify
 
 COND, REF, PREV, CHUNK = range(4)  # token types
 
@@ -39,9 +40,9 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)  # adaLN-zero: each block starts as the identity
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: Tensor, c: Tensor, angles: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)  # [N,1,D] each
-        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, angles=angles)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, rope=rope)
         return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
 
 
@@ -86,6 +87,7 @@ class FlowDecoder(nn.Module):
         yx = 2 * (pairs // 3)
         self.rope_dims = (head - 2 * yx, yx, yx)
         self.register_buffer("positions", self._positions(h // p, w // p, chunk_frames), persistent=False)
+        self._rope: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
 
     @staticmethod
     def _positions(hp: int, wp: int, chunk: int) -> Tensor:
@@ -120,15 +122,26 @@ class FlowDecoder(nn.Module):
             self.patch_in(patchify(prev, p)) + self.type_embed.weight[PREV],  # [N,n,D]
             rearrange(chunk, "n t k d -> n (t k) d"),  # [N,C n,D]
         ], dim=1)  # [N,L,D]
-        positions = torch.cat([self.positions.new_zeros(M, 3), self.positions])  # [L,3]
-        angles = rope_frequencies(repeat(positions, "l a -> n l a", n=N), self.rope_dims)  # [N,L,d/2]
+        rope = self.rope(M, tokens.device)
         c_vec = self.time_embed(t) + self.noise_embed(noise_level)  # [N,D]
         for block in self.blocks:
-            tokens = block(tokens, c_vec, angles)
+            if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, c_vec, rope, use_reentrant=False)
+            else:
+                tokens = block(tokens, c_vec, rope)
         shift, scale = self.final_modulation(c_vec)[:, None].chunk(2, dim=-1)  # [N,1,D]
         out = self.patch_out(self.final_norm(tokens[:, -C * self.patches:]) * (1 + scale) + shift)  # [N,C n,cpp]
         out = rearrange(out, "n (t k) e -> (n t) k e", t=C)
         return rearrange(unpatchify(out, p, h, w), "(n t) c h w -> n t c h w", n=N)  # [N,C,c,h,w]
+
+    def rope(self, cond_tokens: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos, sin [L,d/2] of the sequence with ``cond_tokens`` condition tokens (at frame 0), built
+        once per device and shared by every sequence and block."""
+        key = (cond_tokens, device)
+        if key not in self._rope:
+            positions = torch.cat([self.positions.new_zeros(cond_tokens, 3), self.positions]).to(device)  # [L,3]
+            self._rope[key] = rope_tables(positions, self.rope_dims)
+        return self._rope[key]
 
     def forward(self, target: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor,
                 noise_level: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -144,11 +157,12 @@ class FlowDecoder(nn.Module):
     @torch.no_grad()
     def sample(self, noise: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor, *,
                steps: int = 4, guidance: float = 1.0, uncond: Tensor | None = None,
-               uncond_audio: Tensor | None = None) -> Tensor:
+               uncond_audio: Tensor | None = None, noise_level: Tensor | None = None) -> Tensor:
         """Euler steps from noise [N,C,c,h,w] to latents. With ``uncond`` (conditions of the
-        unconditional branch) the velocity is guided: v_u + guidance * (v_c - v_u)."""
+        unconditional branch) the velocity is guided: v_u + guidance * (v_c - v_u). noise_level [N]:
+        that of the context frame ``prev`` (default 0, clean)."""
         N = noise.shape[0]
-        level = noise.new_zeros(N)
+        level = noise.new_zeros(N) if noise_level is None else noise_level.to(noise.dtype)
         grid = flow.time_grid(steps, self.mu, device=noise.device)
         if uncond is None or guidance == 1.0:
             return flow.euler_solve(lambda x, t: self.velocity(x, t, cond, ref, prev, audio, level), noise, grid)

@@ -6,11 +6,22 @@ M motion/query tokens, D backbone width, c,h,w latent, A = (2k+1) + (q+1) audio 
 
 Audio ids: 0..K-1 are the tokenizer's codes, K is its padding code, K+1 is the null token that
 replaces both audio tracks for guidance (so the audio vocabulary holds K+2 entries).
+
+Audio around a training window: the decoder reads each person's own tokens a frames either side of a
+frame and the partner's q frames before it, the backbone k frames ahead. A window cut from a longer
+dialogue carries those frames (``tokens_before`` [B,P,pre], ``tokens_after`` [B,P,post], from the
+shards), so its edges see the audio that generation sees there; they have no latents and no loss.
+
+Sampling noise: each person's noise comes from their own generator, seeded by the user's seed and that
+person's reference latents, so the two people blink and drift independently while swapping the people
+still swaps the outputs exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +49,8 @@ class DyadBatch:
     speaking: Tensor | None = None  # bool [B,P,T]
     emotion: Tensor | None = None  # long [B,P,T], -1 unknown
     text: list[str] | None = None  # one prompt per dialogue
+    tokens_before: Tensor | None = None  # long [B,P,pre] audio codes just before the window (padding: none)
+    tokens_after: Tensor | None = None  # long [B,P,post] ... and just after it
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -94,20 +107,47 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             self._text_tokenizer = QwenText(self.backbone_cfg.name_or_path)
         return self._text_tokenizer(texts, length).to(device)
 
-    def audio_windows(self, tokens: Tensor) -> Tensor:
+    @property
+    def audio_margin(self) -> tuple[int, int]:
+        """Frames of audio read before and after a window's own frames: (pre, post)."""
+        a, q = self.decoder_cfg.audio_context, self.decoder_cfg.partner_context
+        return max(a, q), max(a, self.cfg.audio_lookahead)
+
+    def with_context(self, tokens: Tensor, before: Tensor | None, after: Tensor | None, pre: int,
+                     post: int) -> Tensor:
+        """long [...,T] -> [...,pre+T+post]: the window's tokens between the last ``pre`` tokens of
+        ``before`` and the first ``post`` of ``after``, padding code where those are absent or short."""
+        empty = tokens[..., :0]
+        left = before[..., max(0, before.shape[-1] - pre):] if before is not None and pre else empty
+        right = after[..., :post] if after is not None and post else empty
+        left = F.pad(left, (pre - left.shape[-1], 0), value=self.pad_id)
+        right = F.pad(right, (0, post - right.shape[-1]), value=self.pad_id)
+        return torch.cat([left, tokens, right], dim=-1)
+
+    def audio_windows(self, tokens: Tensor, after: Tensor | None = None) -> Tensor:
         """Backbone audio per step with the lookahead shift: long [...,T] -> [...,S,C] holding frames
-        [sC+k, sC+C+k) (padding code past the end)."""
+        [sC+k, sC+C+k) (from ``after`` past the end, else the padding code)."""
         k, C = self.cfg.audio_lookahead, self.cfg.chunk_frames
-        shifted = F.pad(tokens[..., k:], (0, k), value=self.pad_id)  # [...,T]
+        shifted = self.with_context(tokens, None, after, 0, k)[..., k:]  # [...,T]
         return shifted.unflatten(-1, (-1, C))
 
-    def frame_audio(self, tokens: Tensor) -> Tensor:
+    def frame_audio(self, tokens: Tensor, before: Tensor | None = None, after: Tensor | None = None) -> Tensor:
         """Audio of every frame for the decoder: long [...,P,T] -> [...,P,T,A]: each person's own tokens
-        t-a..t+a, then the partner's tokens t-q..t (causal: a listener reacts to what was said)."""
+        t-a..t+a, then the partner's tokens t-q..t (causal: a listener reacts to what was said); frames
+        outside the window come from ``before`` / ``after`` [...,P,*] where given."""
         a, q = self.decoder_cfg.audio_context, self.decoder_cfg.partner_context
-        own = F.pad(tokens, (a, a), value=self.pad_id).unfold(-1, 2 * a + 1, 1)  # [...,P,T,2a+1]
-        partner = F.pad(tokens.flip(-2), (q, 0), value=self.pad_id).unfold(-1, q + 1, 1)  # [...,P,T,q+1]
+        own = self.with_context(tokens, before, after, a, a).unfold(-1, 2 * a + 1, 1)  # [...,P,T,2a+1]
+        partner = self.with_context(tokens, before, None, q, 0).flip(-2).unfold(-1, q + 1, 1)  # [...,P,T,q+1]
         return torch.cat([own, partner], dim=-1)  # [...,P,T,A]
+
+    def reference_chunk(self, refs: Tensor) -> Tensor:
+        """The context of step 0: refs [...,c,h,w] repeated C times -> [...,C,c,h,w]."""
+        return repeat(refs, "... c h w -> ... t c h w", t=self.cfg.chunk_frames)
+
+    def previous_chunks(self, refs: Tensor, chunks: Tensor) -> Tensor:
+        """The context chunk of every step: refs [...,c,h,w], chunks [...,S,C,c,h,w] -> [...,S,C,c,h,w],
+        the reference chunk at s = 0, chunk s - 1 after it."""
+        return torch.cat([self.reference_chunk(refs).unsqueeze(-5), chunks[..., :-1, :, :, :, :]], dim=-5)
 
     def emotion_steps(self, emotion: Tensor | None, shape: tuple[int, int, int], device) -> Tensor:
         """Per-step emotion ids long [B,P,S] (the label at each chunk's first frame; none -> the
@@ -134,10 +174,15 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             raise ValueError(f"training windows must be whole chunks: T={T} is not a multiple of C={C}")
         S = T // C
         rand = lambda *shape: torch.rand(*shape, generator=generator, device=dev)  # noqa: E731
-        tokens = batch.tokens
+        tokens, before, after = batch.tokens, batch.tokens_before, batch.tokens_after
         if self.training:
             drop_audio = rand(B) < cfg.audio_dropout  # both tracks of a sample, for guidance
-            tokens = torch.where(drop_audio[:, None, None], torch.full_like(tokens, self.null_id), tokens)
+
+            def drop(t: Tensor | None) -> Tensor | None:
+                null = torch.full_like(t, self.null_id) if t is not None else None
+                return None if t is None else torch.where(drop_audio[:, None, None], null, t)
+
+            tokens, before, after = drop(tokens), drop(before), drop(after)
         emotion = self.emotion_steps(batch.emotion, (B, P, S), dev)  # [B,P,S]
         texts = list(batch.text) if batch.text else [""] * B
         if self.training:
@@ -145,29 +190,24 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             emotion = torch.where(drop_emotion[:, None, None], torch.full_like(emotion, cfg.num_emotions), emotion)
             texts = [t if keep else "" for t, keep in zip(texts, (rand(B) >= cfg.text_dropout).tolist(), strict=True)]
 
-        # the previous chunk of every step: the reference repeated at s = 0
         chunks = batch.latents.unflatten(2, (S, C))  # [B,P,S,C,c,h,w]
-        ref_chunk = repeat(batch.refs, "b p c h w -> b p 1 t c h w", t=C)
-        prev = torch.cat([ref_chunk, chunks[:, :, :-1]], dim=2)  # [B,P,S,C,c,h,w]
+        prev = self.previous_chunks(batch.refs, chunks)  # [B,P,S,C,c,h,w]
         level = rand(B, P, S) * cfg.context_noise_max if self.training else torch.zeros(B, P, S, device=dev)
         noise = torch.randn(prev.shape, generator=generator, device=dev, dtype=prev.dtype)
         prev = prev + level.view(B, P, S, 1, 1, 1, 1).to(prev.dtype) * noise  # exposure-bias augmentation
 
         motion = self.backbone.resampler(prev.flatten(0, 2), level.flatten()).unflatten(0, (B, P, S))  # [B,P,S,M,D]
-        steps = self.backbone.step_tokens(motion, self.audio_windows(tokens), emotion)  # [(B P),S,L,D]
+        steps = self.backbone.step_tokens(motion, self.audio_windows(tokens, after), emotion)  # [(B P),S,L,D]
         text = self.backbone.text_tokens(self.text_ids(texts, dev))  # [B,Lt,D]
         text = repeat(text, "b l d -> (b p) l d", p=P)
-        offset = 0
-        if self.training and cfg.max_position_offset_steps > 0:
-            offset = torch.randint(0, cfg.max_position_offset_steps + 1, (B,), generator=generator, device=dev)
-            offset = offset.repeat_interleave(P)  # the two people of a dialogue share one clock
-        cond = self.backbone(text, steps, offset).unflatten(0, (B, P))  # [B,P,S,M,D]
+        gap = self.history_gap(B, generator, dev).repeat_interleave(P) if self.training else 0  # one clock per dialogue
+        cond = self.backbone(text, steps, gap).unflatten(0, (B, P))  # [B,P,S,M,D]
 
         # the decoder on all steps, or a random subset of them to save memory
         pick = torch.arange(S, device=dev)
         if self.training and 0 < cfg.decoder_steps_per_sample < S:
             pick = torch.randperm(S, generator=generator, device=dev)[: cfg.decoder_steps_per_sample].sort().values
-        frame_audio = self.frame_audio(tokens).unflatten(2, (S, C))  # [B,P,S,C,A]
+        frame_audio = self.frame_audio(tokens, before, after).unflatten(2, (S, C))  # [B,P,S,C,A]
         frame_loss = self.decoder(
             chunks[:, :, pick].flatten(0, 2),  # [N,C,c,h,w], N = B P S'
             cond[:, :, pick].flatten(0, 2),  # [N,M,D]
@@ -179,6 +219,17 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         ).unflatten(0, (B, P, len(pick)))  # [B,P,S',C]
         valid = batch.mask.unflatten(1, (S, C))[:, None, pick].expand(-1, P, -1, -1).float()  # [B,P,S',C]
         return self._loss_terms(frame_loss, valid, batch.speaking, pick)
+
+    def history_gap(self, batch: int, generator: torch.Generator | None, device) -> Tensor:
+        """Steps between the pinned step 0 and step 1 of each training window, long [B]: 0 for half the
+        samples (a dialogue's first seconds, as generation starts), uniform in 1..max_position_offset_steps
+        for the rest (a window deep into a dialogue, as generation meets it after minutes)."""
+        top = self.cfg.max_position_offset_steps
+        if top <= 0:
+            return torch.zeros(batch, dtype=torch.long, device=device)
+        deep = torch.rand(batch, generator=generator, device=device) < 0.5
+        gap = torch.randint(1, top + 1, (batch,), generator=generator, device=device)
+        return torch.where(deep, gap, torch.zeros_like(gap))
 
     def _loss_terms(self, frame_loss: Tensor, valid: Tensor, speaking: Tensor | None,
                     pick: Tensor) -> dict[str, Tensor]:
@@ -201,14 +252,17 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
 
     @torch.no_grad()
     def generate_stream(self, tokens: Tensor, refs: Tensor, *, emotion: Tensor | None = None,
-                        text: str | None = None, steps: int = 4, cfg: float = 1.0, seed: int = 0,
+                        text: str | None = None, steps: int = 4, guidance: float = 1.0, seed: int = 0,
+                        context_noise: float = 0.0,
                         callback: Callable[[int, int, Tensor], None] | None = None) -> Iterator[Tensor]:
         """Generate one chunk step at a time: yields latents [P,C,c,h,w] (the last chunk cut to T).
 
         tokens long [P,T] (each person's own audio codes), refs [P,c,h,w], emotion long [P,T] or [P]
-        (per frame or one label per person), text: one prompt for the dialogue. With cfg != 1 the
+        (per frame or one label per person), text: one prompt for the dialogue. With guidance != 1 the
         unconditional branch (both audio tracks null) runs as two more batch elements with their own
-        KV cache, fed the same generated motion. callback(step, num_steps, chunk) after each step."""
+        KV cache, fed the same generated motion. context_noise: the noise level put on the previous
+        chunk before it conditions the next (training draws 0..model.context_noise_max; 0 = clean).
+        callback(step, num_steps, chunk) after each step."""
         dev = tokens.device
         P, T = tokens.shape
         C = self.cfg.chunk_frames
@@ -218,7 +272,11 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             emotion = emotion[:, None].expand(P, S * C)
         elif emotion is not None:
             emotion = F.pad(emotion, (0, S * C - T), value=-1)
-        guided = cfg != 1.0
+        if S > self.cfg.max_position_offset_steps + self.cfg.window_steps:
+            warnings.warn(f"generating {S} chunk steps: past step {self.cfg.max_position_offset_steps} the "
+                          "backbone meets distances to the dialogue's start that training never drew "
+                          "(model.max_position_offset_steps)", stacklevel=2)
+        guided = guidance != 1.0
         branches = [tokens, torch.full_like(tokens, self.null_id)] if guided else [tokens]
         all_tokens = torch.stack(branches)  # [G,P,S C], G branches, each a "batch element" of 2 people
         G = all_tokens.shape[0]
@@ -227,19 +285,21 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         emo = self.emotion_steps(emotion[None].expand(G, -1, -1) if emotion is not None else None, (G, P, S), dev)
         text_emb = self.backbone.text_tokens(self.text_ids([text] * G, dev))  # [G,Lt,D]
         state = StepCache(self.backbone, repeat(text_emb, "g l d -> (g p) l d", p=P))
-        generator = torch.Generator(device=dev).manual_seed(seed)
-        prev_chunk = repeat(refs, "p c h w -> p t c h w", t=C)  # [P,C,c,h,w]
-        zero = torch.zeros(G * P, device=dev)
+        generators = person_generators(refs, seed)
+        draw = lambda: torch.stack([torch.randn((C, *self.latent_shape), generator=g, device=g.device)  # noqa: E731
+                                    for g in generators]).to(dev)  # [P,C,c,h,w]
+        prev_chunk = self.reference_chunk(refs)  # [P,C,c,h,w]
+        level = torch.full((P,), float(context_noise), device=dev)  # [P]
         for s in range(S):
-            motion = self.backbone.resampler(prev_chunk, zero[:P])  # [P,M,D]
+            context = prev_chunk + context_noise * draw() if context_noise > 0 else prev_chunk  # [P,C,c,h,w]
+            motion = self.backbone.resampler(context, level)  # [P,M,D]
             motion = repeat(motion, "p m d -> g p 1 m d", g=G)  # the same generated motion for every branch
             step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(G P),1,L,D]
             cond = state(step[:, 0]).unflatten(0, (G, P))  # [G,P,M,D]
-            # one noise draw shared by both people keeps swapping the people an exact symmetry
-            noise = torch.randn((1, C, *self.latent_shape), generator=generator, device=dev).expand(P, -1, -1, -1, -1)
             chunk = self.decoder.sample(
-                noise, cond[0], refs, prev_chunk[:, -1], frame_audio[0, :, s], steps=steps, guidance=cfg,
+                draw(), cond[0], refs, context[:, -1], frame_audio[0, :, s], steps=steps, guidance=guidance,
                 uncond=cond[1] if guided else None, uncond_audio=frame_audio[1, :, s] if guided else None,
+                noise_level=level,
             )  # [P,C,c,h,w]
             prev_chunk = chunk
             out = chunk[:, : T - s * C] if s == S - 1 else chunk
@@ -261,8 +321,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         P, T = tokens.shape
         C = self.cfg.chunk_frames
         S = T // C
-        chunks = latents.unflatten(1, (S, C))  # [P,S,C,c,h,w]
-        prev = torch.cat([repeat(refs, "p c h w -> p 1 t c h w", t=C), chunks[:, :-1]], dim=1)  # [P,S,C,c,h,w]
+        prev = self.previous_chunks(refs, latents.unflatten(1, (S, C)))  # [P,S,C,c,h,w]
         motion = self.backbone.resampler(prev.flatten(0, 1), torch.zeros(P * S, device=tokens.device))
         motion = motion.unflatten(0, (1, P, S))  # [1,P,S,M,D]
         emotion = self.emotion_steps(None, (1, P, S), tokens.device)
@@ -280,7 +339,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         emotion = self.emotion_steps(None, (1, P, S), tokens.device)
         text = self.backbone.text_tokens(self.text_ids([None] * P, tokens.device))
         state = StepCache(self.backbone, text)
-        prev = repeat(refs, "p c h w -> p t c h w", t=C)
+        prev = self.reference_chunk(refs)  # [P,C,c,h,w]
         out = []
         for s in range(S):
             motion = self.backbone.resampler(prev, torch.zeros(P, device=tokens.device))[None, :, None]
@@ -288,3 +347,14 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             out.append(state(step[:, 0]))
             prev = latents[:, s * C: (s + 1) * C]
         return torch.stack(out, dim=1), state  # [P,S,M,D]
+
+
+def person_generators(refs: Tensor, seed: int) -> list[torch.Generator]:
+    """One CPU generator per person, seeded by ``seed`` and a digest of that person's reference latents
+    refs [P,c,h,w]: different people draw different noise, and the draws follow the person when the
+    two are swapped."""
+    out = []
+    for ref in refs:
+        digest = hashlib.sha256(ref.detach().float().cpu().contiguous().numpy().tobytes()).digest()
+        out.append(torch.Generator().manual_seed((seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63))
+    return out

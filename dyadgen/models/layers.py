@@ -28,21 +28,27 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
 
 
 def rope_frequencies(positions: Tensor, dims: tuple[int, ...], theta: float = 10_000.0) -> Tensor:
-    """Multi-axis RoPE angles. positions [N,L,A] (one coordinate per axis), dims: head dims per axis
-    (each even) -> angles [N,L,sum(dims)/2]."""
+    """Multi-axis RoPE angles. positions [...,L,A] (one coordinate per axis), dims: head dims per axis
+    (each even) -> angles [...,L,sum(dims)/2]."""
     parts = []
     for axis, dim in enumerate(dims):
         freqs = theta ** (-torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim)  # [dim/2]
-        parts.append(positions[..., axis, None].float() * freqs)  # [N,L,dim/2]
+        parts.append(positions[..., axis, None].float() * freqs)  # [...,L,dim/2]
     return torch.cat(parts, dim=-1)
 
 
-def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
-    """x [N,H,L,d], angles [N,L,d/2] -> x rotated pairwise."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # [N,H,L,d/2] each
-    cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # [N,1,L,d/2]
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)  # [N,H,L,d]
-    return out.type_as(x)
+def rope_tables(positions: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """cos and sin of the RoPE angles of positions [L,A], each float32 [L,d/2]: built once per
+    sequence layout and shared by every sequence, head and block."""
+    angles = rope_frequencies(positions, dims)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """x [N,H,L,d], rope: cos and sin [L,d/2] (or [N,1,L,d/2]) -> x rotated pairwise, in x's dtype."""
+    cos, sin = (t.to(x.dtype) for t in rope)
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # [N,H,L,d/2] each
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)  # [N,H,L,d]
 
 
 def timestep_embedding(t: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
@@ -77,13 +83,13 @@ class Attention(nn.Module):
         self.k_norm = nn.RMSNorm(dim // heads)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, context: Tensor | None = None, angles: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         context = x if context is None else context
         q = rearrange(self.q(x), "n l (h d) -> n h l d", h=self.heads)  # [N,H,L,d]
         k, v = rearrange(self.kv(context), "n l (two h d) -> two n h l d", two=2, h=self.heads)  # [N,H,Lk,d]
         q, k = self.q_norm(q), self.k_norm(k)
-        if angles is not None:
-            q, k = apply_rope(q, angles), apply_rope(k, angles)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         out = attention(q, k, v, backend=self.backend)  # [N,H,L,d]
         return self.out(rearrange(out, "n h l d -> n l (h d)"))
 

@@ -3,6 +3,9 @@ checkpoint use, because they are smoother than the last optimizer step's.
 
 The average lives in float32 beside the model (whatever dtype the model trains in) and covers only
 parameters that train; frozen ones are the same in both, so they are read from the model at export.
+Under FSDP the parameters are sharded DTensors and so is the average: each process keeps its own
+shard; :meth:`EMA.state_dict` gathers full tensors (a collective: every process calls it) and
+:meth:`EMA.load_state_dict` takes full tensors and keeps each process's shard of them.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class EMA:
                     params[name].copy_(value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
+        """Full (unsharded) tensors of the average; collective when the parameters are sharded."""
+        return {name: full_tensor(t) for name, t in self.shadow.items()}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], num_updates: int) -> None:
         missing = set(self.shadow) - set(tensors)
@@ -76,9 +80,29 @@ class EMA:
                 f"unexpected {sorted(unexpected)[:3]})"
             )
         for name, value in tensors.items():
-            self.shadow[name].copy_(value)
+            assign_full(self.shadow[name], value)
         self.num_updates = num_updates
 
     def to(self, device: torch.device | str) -> EMA:
         self.shadow = {name: t.to(device) for name, t in self.shadow.items()}
         return self
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of ``t``'s whole value: gathered from every process when ``t`` is a sharded
+    DTensor (a collective), ``t`` itself otherwise."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+@torch.no_grad()
+def assign_full(target: torch.Tensor, value: torch.Tensor) -> None:
+    """Copy the whole tensor ``value`` into ``target``, keeping only this process's shard when
+    ``target`` is a DTensor."""
+    if hasattr(target, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        local = distribute_tensor(value.to(target.dtype), target.device_mesh, target.placements).to_local()
+        target.to_local().copy_(local)
+    else:
+        target.copy_(value)
+

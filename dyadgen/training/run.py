@@ -21,6 +21,7 @@ from dyadgen.config import DyadGenConfig
 from dyadgen.errors import UserError
 from dyadgen.training.checkpoints import CheckpointError, CheckpointManager, failpoint
 from dyadgen.training.data import TrainData, build_data, shard_size_problems
+from dyadgen.training.distributed import all_agree, global_counts, is_fsdp, make_accelerator, strategy, unsharded
 from dyadgen.training.ema import EMA
 from dyadgen.training.loop import NonFiniteGuard, StopSignal, train_step, validation_loss
 from dyadgen.training.metrics import MetricsLog, tracker_config
@@ -124,11 +125,15 @@ def setup(cfg: DyadGenConfig) -> Run:
                   f"(check all shards with `dyadgen verify-shards {data.train.root}`)", flush=True)
     bad = BadSamples(cfg, accelerator, len(data.train.samples))
     tokenizer, vae = load_encoders(cfg)
+    vae.to(accelerator.device)  # sample videos and identities decode on the training device
     check_audio_codes(cfg, data, tokenizer)
     model = build_model(cfg, num_audio_codes=tokenizer.num_codes, latent_shape=data.latent_shape)
     if tc.lora_rank > 0:
         from dyadgen.training.lora import add_lora
 
+        if is_fsdp(accelerator):
+            raise UserError("train.lora_rank > 0: LoRA is not supported under FSDP; train with DDP "
+                            "(configs/accelerate/ddp.yaml) or set train.lora_rank=0")
         add_lora(model, rank=tc.lora_rank, alpha=tc.lora_alpha, targets=tc.lora_targets)
     optimizer = build_optimizer(model, lr=tc.lr, backbone_lr=tc.backbone_lr, weight_decay=tc.weight_decay,
                                 betas=(tc.adam_beta1, tc.adam_beta2))
@@ -151,7 +156,7 @@ def setup(cfg: DyadGenConfig) -> Run:
         accelerator.init_trackers("dyadgen", config=tracker_config(cfg.to_dict()))
     identities = default_identities(data, vae, bad) if is_main else None
     accelerator.print(f"training {count_parameters(model):,} parameters ({count_parameters(model, True):,} "
-                      f"trainable) on {accelerator.num_processes} process(es), global batch "
+                      f"trainable) on {accelerator.num_processes} process(es) ({strategy(accelerator)}), global batch "
                       f"{tc.batch_size * tc.grad_accum * accelerator.num_processes}")
     return Run(cfg, accelerator, manager, resume_dir, data, bad, tokenizer, vae, model, optimizer, ema, state,
                metrics, identities)
@@ -174,7 +179,7 @@ def log_step(run: Run, result: Any, lrs: dict[str, float], samples: int, tokens:
                         step=state.step)
     if tc.val_every > 0 and state.step % tc.val_every == 0:
         validate(run.cfg, accelerator, run.model, run.ema, run.data, run.metrics, state.step, run.bad)
-    if tc.sample_every > 0 and state.step % tc.sample_every == 0 and accelerator.is_main_process:
+    if tc.sample_every > 0 and state.step % tc.sample_every == 0:  # every process: FSDP's forward is collective
         write_sample_video(run.cfg, accelerator, run.model, run.ema, run.data, run.vae, Path(tc.output_dir),
                            state.step, run.bad)
 
@@ -208,35 +213,6 @@ def save_checkpoint(run: Run, final: bool = False) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_accelerator(cfg: DyadGenConfig) -> Any:
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
-
-    tc = cfg.train
-    precision: str | None = tc.mixed_precision
-    if precision == "auto":
-        # a launcher config (ACCELERATE_MIXED_PRECISION) decides; alone: bf16 on a GPU, fp32 on the CPU
-        precision = None if "ACCELERATE_MIXED_PRECISION" in os.environ else (
-            "bf16" if torch.cuda.is_available() else "no")
-    log_with = None if tc.tracker == "none" else tc.tracker
-    if tc.tracker == "wandb":
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise UserError("train.tracker=wandb: wandb is not installed (pip install wandb)") from None
-    project = ProjectConfiguration(project_dir=tc.output_dir, logging_dir=str(Path(tc.output_dir) / "logs"))
-    # Condition dropout can leave a part unused in a step (e.g. the text encoder when every prompt is
-    # dropped); DDP must then not wait for its gradients.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    # Several processes and no GPU: accelerate only picks gloo on the CPU when told to (otherwise each
-    # process would train alone and all of them would write the same files).
-    cpu = "LOCAL_RANK" in os.environ and not torch.cuda.is_available()
-    return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=tc.grad_accum,
-                       log_with=log_with, project_config=project, kwargs_handlers=[ddp])
-
-
 def check_audio_codes(cfg: DyadGenConfig, data: TrainData, tokenizer: Any) -> None:
     codes = int(data.train.manifest.get("num_audio_codes", tokenizer.num_codes))
     if codes != tokenizer.num_codes:
@@ -268,22 +244,6 @@ def to_device(batch: dict[str, Any], device: torch.device) -> Any:
 
     moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
     return DyadBatch(**moved)
-
-
-def global_counts(micro: list[Any], accelerator: Any, bad: int) -> tuple[int, int, int]:
-    """Samples and audio tokens (both people, valid frames) in this step, and the distinct bad
-    training samples found so far, over all processes (ranks read disjoint samples)."""
-    local = torch.tensor([sum(int(b.tokens.shape[0]) for b in micro),  # [3]
-                          sum(int(b.mask.sum()) * int(b.tokens.shape[1]) for b in micro), bad],
-                         device=accelerator.device)
-    total = accelerator.reduce(local, reduction="sum")
-    return int(total[0]), int(total[1]), int(total[2])
-
-
-def all_agree(accelerator: Any, ok: bool) -> bool:
-    """True on every process when every process passes True (a collective)."""
-    failed = accelerator.reduce(torch.tensor(float(not ok), device=accelerator.device), reduction="sum")
-    return float(failed) == 0
 
 
 class BadDataError(UserError):
@@ -371,15 +331,27 @@ def default_identities(data: TrainData, vae: Any, bad: BadSamples) -> dict[str, 
     return {"latents": latents.contiguous().cpu(), "images": images.contiguous().cpu()}
 
 
-def inference_model(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA) -> nn.Module:
-    """A plain DyadGen on the CPU holding the EMA weights (LoRA merged in), for the inference folder.
+def inference_model(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA) -> nn.Module | None:
+    """A plain DyadGen on the CPU holding the EMA weights (LoRA merged in), for the inference folder,
+    on the main process (None on the others).
 
     Built fresh and filled from a CPU state dict, so the training device never holds a second copy.
+    Under FSDP every process must call it: the full weights are gathered from all shards.
     """
     from dyadgen.training.lora import has_lora, merged_state_dict
 
     unwrapped = accelerator.unwrap_model(model)
-    if has_lora(unwrapped):
+    if is_fsdp(accelerator):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(unwrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        average = ema.state_dict()  # gathered: collective too
+        if not accelerator.is_main_process:
+            return None
+        weights = {k: _cpu_copy(average.get(k, v)) for k, v in full.items()}
+    elif not accelerator.is_main_process:
+        return None
+    elif has_lora(unwrapped):
         with ema.swapped_in(unwrapped):  # adapters and new parts only: a small swap
             weights = {k: v.cpu() for k, v in merged_state_dict(unwrapped).items()}
     else:
@@ -397,19 +369,22 @@ def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
 
 def write_inference_folder(folder: Path, cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA,
                            tokenizer: Any, vae: Any, identities: dict[str, torch.Tensor] | None) -> None:
-    if not accelerator.is_main_process:
-        return
+    """Every process calls it (FSDP gathers the weights collectively); the main process writes."""
     from dyadgen.checkpoint import save_inference_folder
 
-    save_inference_folder(folder, cfg, inference_model(cfg, accelerator, model, ema), tokenizer, vae,
-                          identities)
+    plain = inference_model(cfg, accelerator, model, ema)
+    if plain is not None:
+        save_inference_folder(folder, cfg, plain, tokenizer, vae, identities)
 
 
 @torch.no_grad()
 def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA, data: Any, vae: Any,
                        output: Path, step: int, bad: BadSamples) -> Path | None:
     """``<output_dir>/samples/step_XXXXXXX.mp4``: ground truth (left | right) beside the EMA model's
-    generation (left | right) from the same audio tokens and references, for one held-out window."""
+    generation (left | right) from the same audio tokens and references, for one held-out window.
+
+    Every process generates the same window on its own device (no process waits on another at the
+    next collective, and FSDP's sharded forward needs them all); the main process decodes and writes."""
     from einops import rearrange
 
     from dyadgen.clock import FPS
@@ -426,14 +401,17 @@ def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, e
     was_training = unwrapped.training
     unwrapped.eval()
     try:
-        with ema.swapped_in(unwrapped):
+        with ema.swapped_in(unwrapped), unsharded(unwrapped):
             generated = unwrapped.generate(tokens, refs, emotion=emotion, text=text, steps=cfg.infer.steps,
-                                           cfg=cfg.infer.cfg, seed=cfg.infer.seed)  # [P,T,c,h,w]
+                                           guidance=cfg.infer.guidance, seed=cfg.infer.seed,
+                                           context_noise=cfg.infer.context_noise)  # [P,T,c,h,w]
     finally:
         unwrapped.train(was_training)
+    if not accelerator.is_main_process:
+        return None
     truth = batch["latents"][0, :, :frames].float()  # [P,T,c,h,w]
-    panels = [vae.decode_uint8(truth[p].cpu()) for p in range(2)]  # [T,H,W,3] each
-    panels += [vae.decode_uint8(generated[p].float().cpu()) for p in range(2)]
+    panels = [vae.decode_uint8(truth[p]) for p in range(2)]  # [T,H,W,3] each, decoded on the VAE's device
+    panels += [vae.decode_uint8(generated[p].float()) for p in range(2)]
     video = rearrange(torch.stack(panels), "k t h w c -> t h (k w) c").numpy()  # [T,H,4W,3]
     path = output / "samples" / f"step_{step:07d}.mp4"
     path.parent.mkdir(parents=True, exist_ok=True)

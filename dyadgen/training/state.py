@@ -61,6 +61,7 @@ class TrainState:
         own = loader.state_dict() if loader is not None else {}
         self.data_states = list(gather_object([own]))
         self.world_size = accelerator.num_processes
+        ema_tensors = ema.state_dict() if ema is not None else None  # collective under FSDP
         if not accelerator.is_main_process:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ class TrainState:
         if ema is not None:
             from safetensors.torch import save_file
 
-            tensors = {k: v.detach().contiguous().cpu() for k, v in ema.state_dict().items()}
+            tensors = {k: v.detach().contiguous().cpu() for k, v in ema_tensors.items()}
             save_file(tensors, folder / EMA_FILE)
 
     def load(self, folder: Path, accelerator: Any, *, loader: Stateful | None, ema: Any | None) -> None:
