@@ -222,6 +222,12 @@ class DyadGenConfig:
         tmp.replace(path)
 
 
+def audio_margin(decoder: DecoderConfig, model: ModelConfig) -> tuple[int, int]:
+    """Frames of audio the model reads before and after a window's own frames (pre, post): the
+    decoder's own context a and partner context q before, a and the backbone's lookahead k after."""
+    return max(decoder.audio_context, decoder.partner_context), max(decoder.audio_context, model.audio_lookahead)
+
+
 # --------------------------------------------------------------------------------------------------
 # Loading and overriding
 # --------------------------------------------------------------------------------------------------

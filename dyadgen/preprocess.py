@@ -5,10 +5,12 @@ Per video: decode the raw side-by-side video at 25 fps (or, without it, each tur
 timestamps), crop both people by the shared crop rule, encode the frames with the VAE and each
 person's own track with the audio tokenizer, then cut windows of ``data.window_steps *
 model.chunk_frames`` frames every ``data.window_stride_steps`` chunks; windows may span several
-turns. Each window also gets K reference latents per person drawn from frames of the same video and
-side outside the window, who speaks when (the timeline of the two diarization logs) and each
-person's emotion per frame (from the script line matched to their turn; it holds until their next
-turn; -1 where unknown).
+turns. Each window keeps the audio tokens the model reads around it (the partner's past, the own
+lookahead: ``tokens_before`` / ``tokens_after``, padding code beyond the segment), so training sees
+at a window's edges the audio that generation sees there. Each window also gets K reference
+latents per person drawn from frames of the same video and side outside the window, who speaks
+when (the timeline of the two diarization logs) and each person's emotion per frame (from the
+script line matched to their turn; it holds until their next turn; -1 where unknown).
 
 One shard per video, ``<out>/<split>/<video>.tar``, written atomically: a killed run resumes by
 skipping finished shards, and no half-written shard is ever read. Bad videos are skipped, counted
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from dyadgen.clock import SAMPLES_PER_FRAME, frames_for_samples
-from dyadgen.config import DyadGenConfig
+from dyadgen.config import DyadGenConfig, audio_margin
 from dyadgen.data.clips import Span, check_against_segment, crop_people, decode_frames, grid_frames, read_span
 from dyadgen.data.emotions import emotion_id
 from dyadgen.data.layout import SIDES
@@ -137,10 +139,25 @@ def windows(num_frames: int, length: int, stride: int) -> list[int]:
     return list(range(0, num_frames - length + 1, stride))
 
 
-def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, split: str):
+def context_tokens(tokens: torch.Tensor, start: int, end: int, pre: int, post: int, pad: int):
+    """The ``pre`` tokens before frame ``start`` and the ``post`` from frame ``end`` of tokens [P,T],
+    long [P,pre] and [P,post], the padding code ``pad`` where they fall outside."""
+    P, T = tokens.shape
+    before = torch.full((P, pre), pad, dtype=torch.long)
+    after = torch.full((P, post), pad, dtype=torch.long)
+    a = max(0, start - pre)
+    before[:, pre - (start - a):] = tokens[:, a:start]
+    b = min(T, end + post)
+    after[:, : b - end] = tokens[:, end:b]
+    return before, after
+
+
+def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, split: str, pad: int):
     """(key, tensors, meta) for each window of each segment of one video; the K references per
-    person come from frames of the same video and side outside the window."""
+    person come from frames of the same video and side outside the window; ``pad``: the tokenizer's
+    padding code."""
     C = cfg.model.chunk_frames
+    pre, post = audio_margin(cfg.decoder, cfg.model)
     length, stride = cfg.data.window_steps * C, cfg.data.window_stride_steps * C
     segments = encoded["segments"]
     pool = torch.cat([seg["latents"] for seg in segments], dim=1) if len(segments) > 1 else segments[0]["latents"]
@@ -156,8 +173,11 @@ def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, sp
             K = cfg.data.num_refs
             picks = torch.from_numpy(rng.choice(outside, size=K, replace=outside.size < K))
             sl = slice(start, start + length)
+            before, after = context_tokens(seg["tokens"].long(), start, start + length, pre, post, pad)
             tensors = {
                 "tokens": seg["tokens"][:, sl].long(),  # [P,T]
+                "tokens_before": before,  # [P,pre]
+                "tokens_after": after,  # [P,post]
                 "latents": seg["latents"][:, sl].to(torch.bfloat16),  # [P,T,c,h,w]
                 "refs": pool[:, picks].to(torch.bfloat16),  # [P,K,c,h,w]
                 "speaking": seg["speaking"][:, sl].to(torch.uint8),  # [P,T]
@@ -192,7 +212,8 @@ def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGe
         encoded = encode_video(video, cfg, _Encoders.tokenizer, _Encoders.vae)
     except UserError as err:  # a bad video is skipped and counted, never fatal
         return {"skipped": str(err)}
-    n = write_shard(shard, list(video_samples(video, encoded, cfg, text, split)))
+    pad = _Encoders.tokenizer.num_codes
+    n = write_shard(shard, list(video_samples(video, encoded, cfg, text, split, pad)))
     return {"samples": n, "centre_crops": encoded["centre_crops"], "skipped_clips": encoded["skipped_clips"]}
 
 
@@ -259,5 +280,6 @@ def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConf
     c, f = vae.latent_channels, vae.factor
     write_manifest(out, {"latent_shape": [c, cfg.data.height // f, cfg.data.width // f],
                          "num_audio_codes": tokenizer.num_codes, "window_frames": cfg.data.window_steps
-                         * cfg.model.chunk_frames, "config": cfg.to_dict()})
+                         * cfg.model.chunk_frames, "audio_margin": list(audio_margin(cfg.decoder, cfg.model)),
+                         "config": cfg.to_dict()})
     return summary

@@ -100,3 +100,42 @@ def test_a_folder_with_only_turn_clips_is_encoded_clip_by_clip(corpus, tmp_path)
     tensors, meta = reader.read(shard, shard_keys(shard)[0])
     assert meta["clip"] and tensors["speaking"].sum(0).max() >= 1  # someone speaks in a turn clip
     assert tensors["latents"].shape[:2] == (2, 16) and tensors["refs"].shape[:2] == (2, 4)
+
+
+def test_a_window_read_from_a_shard_has_the_audio_conditions_of_the_same_frames_in_a_longer_window(corpus, tmp_path):
+    """Windows of 16 frames tile the video (stride = length). The audio the decoder and the backbone
+    read for one window's frames (the partner's last second, the own lookahead), built from the
+    window and the tokens stored around it, equals what they read for the same frames inside the
+    whole run of windows - at the window's edges too."""
+    import torch
+
+    from dyadgen.config import load_config
+    from dyadgen.data.dataset import ShardDataset
+    from dyadgen.models import DyadGen
+    from dyadgen.preprocess import preprocess
+
+    root, overrides = corpus
+    cfg = load_config(preset_name="tiny", overrides=overrides)
+    preprocess(root / "synth", tmp_path / "shards", cfg, progress=False)
+    data = ShardDataset(tmp_path / "shards", "train", batch_size=1, shuffle=False)
+    if not data.samples:
+        data = ShardDataset(tmp_path / "shards", "test", batch_size=1, shuffle=False)
+    model = DyadGen.from_config(cfg, num_audio_codes=16, latent_shape=data.latent_shape)
+    pre, post = model.audio_margin
+    assert data.manifest["audio_margin"] == [pre, post] == [24, 2]
+    video = [i for i, (path, _, _) in enumerate(data.samples) if path == data.samples[0][0]]  # one video, in order
+    windows = [data.read(i, 0) for i in video]
+    assert len(windows) >= 4
+    whole = torch.cat([w["tokens"] for w in windows], dim=1)  # [P,N*16]
+    T = windows[0]["tokens"].shape[1]
+    for n in (1, 2, len(windows) - 2):  # (after the last window the video goes on: its context is real audio)
+        w = windows[n]
+        own = slice(n * T, (n + 1) * T)
+        assert torch.equal(model.frame_audio(w["tokens"], w["tokens_before"], w["tokens_after"]),
+                           model.frame_audio(whole)[:, own])  # [P,T,A]
+        C = cfg.model.chunk_frames
+        assert torch.equal(model.audio_windows(w["tokens"], w["tokens_after"]),
+                           model.audio_windows(whole)[:, n * T // C: (n + 1) * T // C])  # [P,S,C]
+    # without the stored context the window's first frames would see padding where the partner spoke
+    first = windows[2]
+    assert not torch.equal(model.frame_audio(first["tokens"]), model.frame_audio(whole)[:, 2 * T: 3 * T])

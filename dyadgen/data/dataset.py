@@ -73,9 +73,12 @@ class ShardDataset(torch.utils.data.IterableDataset):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 10_007 + index)
         refs = tensors["refs"].float()  # [P,K,c,h,w]
         pick = torch.randint(refs.shape[1], (refs.shape[0],), generator=g)  # one candidate per person
-        return {"tokens": tensors["tokens"], "latents": tensors["latents"].float(),
-                "refs": refs[torch.arange(refs.shape[0]), pick], "mask": tensors["mask"],
-                "speaking": tensors["speaking"].bool(), "emotion": tensors["emotion"], "text": meta.get("text", "")}
+        sample = {"tokens": tensors["tokens"], "latents": tensors["latents"].float(),
+                  "refs": refs[torch.arange(refs.shape[0]), pick], "mask": tensors["mask"],
+                  "speaking": tensors["speaking"].bool(), "emotion": tensors["emotion"], "text": meta.get("text", "")}
+        if "tokens_before" in tensors:  # the audio around the window (shards written since it was kept)
+            sample |= {"tokens_before": tensors["tokens_before"], "tokens_after": tensors["tokens_after"]}
+        return sample
 
     def __iter__(self):
         """Endless: batches of the current epoch from the saved position, then the next epochs."""

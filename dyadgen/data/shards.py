@@ -1,6 +1,7 @@
 """Preprocessed samples in webdataset tar shards: one safetensors blob per sample plus a manifest.
 
-A sample (one fixed-length window of one video) holds tokens long [P,T], latents bf16 [P,T,c,h,w],
+A sample (one fixed-length window of one video) holds tokens long [P,T] (and tokens_before [P,pre],
+tokens_after [P,post]: the audio around the window that the model reads), latents bf16 [P,T,c,h,w],
 refs bf16 [P,K,c,h,w] (K candidate reference latents per person from other moments of the same
 video and side), speaking uint8 [P,T], emotion long [P,T], mask bool [T]; its JSON metadata holds
 the dialogue text, the video name, the split and the start frame.

@@ -208,6 +208,7 @@ class StepCache:
         self.tokens_processed: list[int] = []  # tokens the backbone ran on, per step
         self.query_positions = torch.empty(0, dtype=torch.long)  # position ids of the last step's tokens [L]
         self.key_positions = torch.empty(0, dtype=torch.long)  # position ids of the cached tokens [K]
+        self.attended_positions = self.key_positions  # ... of the tokens the last step attended to
 
     @property
     def cached_tokens(self) -> int:
@@ -231,8 +232,9 @@ class StepCache:
             mask = causal[None, None].expand(N, 1, -1, -1)
         out = bb.lm(inputs_embeds=x, position_ids=pos, attention_mask=mask, cache=self.cache, use_cache=True)
         self.cache = out.cache
-        self.query_positions = pos[0].cpu()
-        self.key_positions = torch.cat([self.key_positions, self.query_positions])
+        self.query_positions = pos[0, -L:].cpu()
+        self.key_positions = torch.cat([self.key_positions, pos[0].cpu()])
+        self.attended_positions = self.key_positions
         self.tokens_processed.append(x.shape[1])
         self.step += 1
         self._evict()

@@ -32,7 +32,7 @@ from einops import repeat
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
-from dyadgen.config import BackboneConfig, DecoderConfig, DyadGenConfig, ModelConfig
+from dyadgen.config import BackboneConfig, DecoderConfig, DyadGenConfig, ModelConfig, audio_margin
 from dyadgen.models.backbone import DyadBackbone, StepCache
 from dyadgen.models.decoder import FlowDecoder
 from dyadgen.models.text import BYTE_PAD, byte_ids
@@ -110,8 +110,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
     @property
     def audio_margin(self) -> tuple[int, int]:
         """Frames of audio read before and after a window's own frames: (pre, post)."""
-        a, q = self.decoder_cfg.audio_context, self.decoder_cfg.partner_context
-        return max(a, q), max(a, self.cfg.audio_lookahead)
+        return audio_margin(self.decoder_cfg, self.cfg)
 
     def with_context(self, tokens: Tensor, before: Tensor | None, after: Tensor | None, pre: int,
                      post: int) -> Tensor:

@@ -58,6 +58,20 @@ def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
     return TrainData(train=train, val=val if len(val) > 0 else None, latent_shape=train.latent_shape)
 
 
+def audio_margin_problem(cfg: DyadGenConfig, manifest: dict) -> str | None:
+    """A warning when the shards keep less audio around each window than the model reads (shards
+    from before it was kept, or a larger context in the config): those frames are padding in training."""
+    from dyadgen.config import audio_margin
+
+    need = audio_margin(cfg.decoder, cfg.model)
+    stored = tuple(manifest.get("audio_margin", (0, 0)))
+    if stored[0] >= need[0] and stored[1] >= need[1]:
+        return None
+    return (f"{cfg.data.shards}: the shards keep {stored[0]} frames of audio before and {stored[1]} after each window, "
+            f"the model reads {need[0]} and {need[1]}: the rest is padding at window edges in training (preprocess "
+            "again to train on the real audio there)")
+
+
 def shard_size_problems(root: Path, manifest: dict) -> list[str]:
     """A cheap check at start-up: each shard of the manifest exists and has its recorded size."""
     problems = []

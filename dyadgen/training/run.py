@@ -20,7 +20,7 @@ from torch import nn
 from dyadgen.config import DyadGenConfig
 from dyadgen.errors import UserError
 from dyadgen.training.checkpoints import CheckpointError, CheckpointManager, failpoint
-from dyadgen.training.data import TrainData, build_data, shard_size_problems
+from dyadgen.training.data import TrainData, audio_margin_problem, build_data, shard_size_problems
 from dyadgen.training.distributed import all_agree, global_counts, is_fsdp, make_accelerator, strategy, unsharded
 from dyadgen.training.ema import EMA
 from dyadgen.training.loop import NonFiniteGuard, StopSignal, train_step, validation_loss
@@ -120,6 +120,9 @@ def setup(cfg: DyadGenConfig) -> Run:
     set_seed(tc.seed)  # the same initial weights on every process
     data = build_data(cfg, rank=accelerator.process_index, world_size=accelerator.num_processes)
     if is_main:
+        margin = audio_margin_problem(cfg, data.train.manifest)
+        if margin:
+            print(f"warning: {margin}", flush=True)
         for problem in shard_size_problems(data.train.root, data.train.manifest):
             print(f"warning: {problem}; its unreadable samples will be skipped "
                   f"(check all shards with `dyadgen verify-shards {data.train.root}`)", flush=True)
