@@ -1,5 +1,5 @@
-"""`dyadgen bench`: parameter counts of each part of a configuration and the decoder's FLOPs per second of
-video (meta device, no weights)."""
+"""`dyadgen bench`: parameter counts of each part of a configuration, the decoder's FLOPs per second of
+video (meta device, no weights), and the peak memory of a training step (fake tensors)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-tflops", type=float, default=989.0,
                         help="dense bf16 TFLOP/s of the GPU for the projection (default 989: one H100 SXM)")
     parser.add_argument("--utilisation", type=float, default=0.4, help="the share of it reached (default 0.4)")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory per GPU of one training step (fake tensors: no GPU, no weights) for the "
+                             "real presets (or --config) under DDP on 1 GPU and FSDP2 on 8, and the largest "
+                             "micro-batch within --budget-gib")
+    parser.add_argument("--budget-gib", type=float, default=80.0, help="GPU memory for --memory (default 80)")
+    parser.add_argument("--measure-cpu", action="store_true",
+                        help="with --memory: also run one real training step of real-0.5b at full size on this CPU "
+                             "(minutes, ~14 GB RAM) and put its peak RSS beside the estimate")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results as JSON ({'params': {...}, 'decoder_flops': {...}, "
                              "'flops': {...}})")
@@ -30,12 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from dyadgen.bench import flops_per_second, parameter_counts
     from dyadgen.errors import UserError
 
-    if not (args.params or args.flops):
-        raise UserError("dyadgen bench: choose what to measure: --params and/or --flops")
-    if args.config is None and args.preset is None:
+    if not (args.params or args.flops or args.memory):
+        raise UserError("dyadgen bench: choose what to measure: --params, --flops and/or --memory")
+    given = args.config is not None or args.preset is not None
+    if not given:
         args.preset = "real"
     cfg = resolve(args)
     result: dict = {"preset": cfg.preset}
+    if args.memory:
+        result["memory"] = memory_report(cfg if given else None, args.budget_gib, args.measure_cpu)
     if args.params:
         result["params"] = counts = parameter_counts(cfg)
         print(f"parameters of the {cfg.preset} configuration (meta device, no weights):")
@@ -61,3 +72,41 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     return 0
+
+
+def memory_report(cfg, budget_gib: float, measure_cpu: bool) -> dict:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from dyadgen.memory import memory_table
+
+    presets = [cfg.preset] if cfg is not None else ["real", "real-0.5b"]
+    print(f"estimating peak memory per GPU of one training step ({', '.join(presets)}; fake tensors, bf16, "
+          "AdamW foreach); this takes a few minutes", flush=True)
+    table = memory_table(presets, budget_gib, cfg)
+    print(f"{'preset':10s} {'strategy':10s} {'window':>7s} {'micro-batch':>11s} {'peak GiB/GPU':>12s} "
+          f"{'at 1':>7s} {f'largest in {budget_gib:.0f} GiB':>18s}")
+    for preset, rows in table.items():
+        for strategy, row in rows.items():
+            print(f"{preset:10s} {strategy:10s} {row['window_seconds']:6.2f}s {row['micro_batch']:11d} "
+                  f"{row['peak_gib_per_gpu']:12.1f} {row['peak_gib_per_gpu_at_1']:7.1f} "
+                  f"{row['largest_micro_batch']:18d}")
+    print("(estimated: every tensor alive during the step; the CUDA context and allocator reserve, ~1-3 GiB, "
+          "come on top)")
+    if measure_cpu:
+        print("measuring one real-0.5b training step at full size on this CPU (fp32, micro-batch 1)...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "cpu.json")
+            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+            subprocess.run([sys.executable, "-m", "dyadgen.memory", "real-0.5b", "1", tmp, out], check=True, env=env)
+            with open(out) as f:
+                cpu = json.load(f)
+        table.setdefault("real_0.5b", {}).update(cpu)
+        ratio = cpu["cpu_estimated_peak_gib"] / cpu["cpu_measured_peak_gib"]
+        print(f"real_0.5b on this CPU (fp32, micro-batch 1): measured peak RSS {cpu['cpu_measured_peak_gib']:.2f} GiB, "
+              f"estimated {cpu['cpu_estimated_peak_gib']:.2f} GiB (process base {cpu['cpu_base_rss_gib']:.2f} GiB + "
+              f"tensors), estimate / measured = {ratio:.3f}; the step took {cpu['step_seconds']:.0f} s")
+    return table
+

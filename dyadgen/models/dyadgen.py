@@ -187,11 +187,16 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         if self.training:
             drop_emotion = rand(B) < cfg.emotion_dropout
             emotion = torch.where(drop_emotion[:, None, None], torch.full_like(emotion, cfg.num_emotions), emotion)
-            texts = [t if keep else "" for t, keep in zip(texts, (rand(B) >= cfg.text_dropout).tolist(), strict=True)]
+            if cfg.text_dropout > 0:
+                keep = (rand(B) >= cfg.text_dropout).tolist()
+                texts = [t if k else "" for t, k in zip(texts, keep, strict=True)]
 
-        chunks = batch.latents.unflatten(2, (S, C))  # [B,P,S,C,c,h,w]
-        prev = self.previous_chunks(batch.refs, chunks)  # [B,P,S,C,c,h,w]
+        dtype = self.compute_dtype  # fp32, or bf16 when FSDP casts the parameters
+        refs = batch.refs.to(dtype)
+        chunks = batch.latents.to(dtype).unflatten(2, (S, C))  # [B,P,S,C,c,h,w]
+        prev = self.previous_chunks(refs, chunks)  # [B,P,S,C,c,h,w]
         level = rand(B, P, S) * cfg.context_noise_max if self.training else torch.zeros(B, P, S, device=dev)
+        level = level.to(dtype)
         noise = torch.randn(prev.shape, generator=generator, device=dev, dtype=prev.dtype)
         prev = prev + level.view(B, P, S, 1, 1, 1, 1).to(prev.dtype) * noise  # exposure-bias augmentation
 
@@ -210,7 +215,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         frame_loss = self.decoder(
             chunks[:, :, pick].flatten(0, 2),  # [N,C,c,h,w], N = B P S'
             cond[:, :, pick].flatten(0, 2),  # [N,M,D]
-            repeat(batch.refs, "b p c h w -> (b p s) c h w", s=len(pick)),
+            repeat(refs, "b p c h w -> (b p s) c h w", s=len(pick)),
             prev[:, :, pick, -1].flatten(0, 2),  # the last context frame [N,c,h,w]
             frame_audio[:, :, pick].flatten(0, 2),  # [N,C,A]
             level[:, :, pick].flatten(),
@@ -218,6 +223,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         ).unflatten(0, (B, P, len(pick)))  # [B,P,S',C]
         valid = batch.mask.unflatten(1, (S, C))[:, None, pick].expand(-1, P, -1, -1).float()  # [B,P,S',C]
         return self._loss_terms(frame_loss, valid, batch.speaking, pick)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the parameters have now: the latents are cast to it (fp32 under autocast; bf16 inside
+        an FSDP2 forward with a bf16 mixed-precision policy, which does not cast a batch dataclass)."""
+        return self.decoder.patch_in.weight.dtype
 
     def history_gap(self, batch: int, generator: torch.Generator | None, device) -> Tensor:
         """Steps between the pinned step 0 and step 1 of each training window, long [B]: 0 for half the
@@ -285,10 +296,11 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         text_emb = self.backbone.text_tokens(self.text_ids([text] * G, dev))  # [G,Lt,D]
         state = StepCache(self.backbone, repeat(text_emb, "g l d -> (g p) l d", p=P))
         generators = person_generators(refs, seed)
+        refs = refs.to(self.compute_dtype)
         draw = lambda: torch.stack([torch.randn((C, *self.latent_shape), generator=g, device=g.device)  # noqa: E731
-                                    for g in generators]).to(dev)  # [P,C,c,h,w]
+                                    for g in generators]).to(dev, refs.dtype)  # [P,C,c,h,w]
         prev_chunk = self.reference_chunk(refs)  # [P,C,c,h,w]
-        level = torch.full((P,), float(context_noise), device=dev)  # [P]
+        level = torch.full((P,), float(context_noise), device=dev, dtype=refs.dtype)  # [P]
         for s in range(S):
             context = prev_chunk + context_noise * draw() if context_noise > 0 else prev_chunk  # [P,C,c,h,w]
             motion = self.backbone.resampler(context, level)  # [P,M,D]
