@@ -220,22 +220,12 @@ def _quiet():
         yield
 
 
-def largest_batch(cfg: DyadGenConfig, latent: tuple[int, int, int], budget_bytes: float, **kwargs) -> tuple[int, dict]:
-    """The largest micro-batch whose estimated peak fits ``budget_bytes``: peaks at 1 and 2 give the
-    per-sample slope, and the candidate it predicts is estimated again (and stepped down until it fits)."""
-    one = estimate_step(cfg, latent, 1, **kwargs).peak
-    if one > budget_bytes:
-        return 0, {1: one}
-    two = estimate_step(cfg, latent, 2, **kwargs).peak
-    peaks = {1: one, 2: two}
-    slope = max(two - one, 1)
-    best = max(1, int((budget_bytes - one) // slope) + 1)
-    while best > 2:
-        peaks[best] = estimate_step(cfg, latent, best, **kwargs).peak
-        if peaks[best] <= budget_bytes:
-            break
-        best -= max(1, best // 8)
-    return (best if peaks.get(best, two if best == 2 else one) <= budget_bytes else best - 1), peaks
+def largest_batch(peak_1: int, peak_2: int, budget_bytes: float) -> int:
+    """The largest micro-batch within ``budget_bytes``, projected from the estimated peaks at 1 and 2
+    (what grows with the micro-batch, activations and the batch, grows linearly)."""
+    if peak_1 > budget_bytes:
+        return 0
+    return 1 + int((budget_bytes - peak_1) // max(peak_2 - peak_1, 1))
 
 
 STRATEGIES = {"ddp_1gpu": ("ddp", 1), "fsdp_8gpu": ("fsdp", 8)}  # the targets: real_0.5b on one GPU, real on 8
@@ -243,7 +233,8 @@ STRATEGIES = {"ddp_1gpu": ("ddp", 1), "fsdp_8gpu": ("fsdp", 8)}  # the targets: 
 
 def memory_table(presets: list[str], budget_gib: float = 80.0, config: DyadGenConfig | None = None) -> dict:
     """``{preset key: {strategy: {...}}}``: each rank's estimated peak (bf16, foreach AdamW as on GPUs)
-    at the config's micro-batch and at 1, and the largest micro-batch within ``budget_gib``."""
+    at micro-batches 1 and 2, projected to the config's micro-batch and to the largest one within
+    ``budget_gib``."""
     from dyadgen.bench import latent_shape
     from dyadgen.config import load_config
 
@@ -254,11 +245,12 @@ def memory_table(presets: list[str], budget_gib: float = 80.0, config: DyadGenCo
         rows = table.setdefault(cfg.preset.replace("-", "_"), {})
         for key, (strategy, world) in STRATEGIES.items():
             kwargs = {"strategy": strategy, "world_size": world, "bf16": True, "foreach": True}
-            fits, peaks = largest_batch(cfg, latent, budget_gib * GIB, **kwargs)
+            one, two = (estimate_step(cfg, latent, b, **kwargs).peak for b in (1, 2))
             micro = cfg.train.batch_size
-            at_micro = peaks.get(micro) or estimate_step(cfg, latent, micro, **kwargs).peak
+            at_micro = one + (micro - 1) * (two - one)  # estimated at 1 and 2, projected beyond
             rows[key] = {"micro_batch": micro, "peak_gib_per_gpu": at_micro / GIB,
-                         "peak_gib_per_gpu_at_1": peaks[1] / GIB, "largest_micro_batch": fits,
+                         "peak_gib_per_gpu_at_1": one / GIB, "peak_gib_per_gpu_at_2": two / GIB,
+                         "largest_micro_batch": largest_batch(one, two, budget_gib * GIB),
                          "window_seconds": cfg.data.window_steps * cfg.model.chunk_frames / 25}
     return table
 

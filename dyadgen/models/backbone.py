@@ -98,10 +98,10 @@ class MotionResampler(nn.Module):
 
     def _tokens(self, chunks: Tensor, noise_level: Tensor) -> Tensor:
         N = chunks.shape[0]
-        x = self.patch_in(patchify(rearrange(chunks, "n t c h w -> (n t) c h w"), self.patch))  # [(N C),n,W]
-        x = rearrange(x, "(n t) k d -> n (t k) d", n=N) + self.pos  # [N,C n,W]
+        x = self.patch_in(patchify(rearrange(chunks, "n t c h w -> (n t) c h w"), self.patch))  # [(N C),n,E]
+        x = rearrange(x, "(n t) k d -> n (t k) d", n=N) + self.pos  # [N,C n,E], E the resampler's width
         x = x + self.noise_embed(noise_level)[:, None]
-        q = repeat(self.queries, "m d -> n m d", n=N)  # [N,M,W]
+        q = repeat(self.queries, "m d -> n m d", n=N)  # [N,M,E]
         q = q + self.attn(q, context=x)
         q = q + self.mlp(self.norm(q))
         return self.out(q)  # [N,M,D]
@@ -140,15 +140,15 @@ class DyadBackbone(nn.Module):
         motion [B,P,S,M,D] (from chunk s-1), audio long [B,P,S,C], emotion long [B,P,S] (no-emotion id
         where unknown) -> [(B P),S,L,D]."""
         B, P, S = audio.shape[:3]
-        e = self.stream_embed.weight
-        k = self.kind_embed.weight
+        stream = self.stream_embed.weight
+        kind = self.kind_embed.weight
         aud = self.audio_embed(audio) + self.emotion_embed(emotion)[..., None, :]  # [B,P,S,C,D]
-        mot = motion + k[MOTION]
-        aud = aud + k[AUDIO]
+        mot = motion + kind[MOTION]
+        aud = aud + kind[AUDIO]
         other = lambda x: x.flip(1)  # noqa: E731 - the partner of person p is 1 - p (P = 2)
         seq = torch.cat([
-            mot + e[SELF], other(mot) + e[OTHER], aud + e[SELF], other(aud) + e[OTHER],
-            repeat(self.queries + k[QUERY], "m d -> b p s m d", b=B, p=P, s=S),
+            mot + stream[SELF], other(mot) + stream[OTHER], aud + stream[SELF], other(aud) + stream[OTHER],
+            repeat(self.queries + kind[QUERY], "m d -> b p s m d", b=B, p=P, s=S),
         ], dim=3)  # [B,P,S,L,D]
         return rearrange(seq, "b p s l d -> (b p) s l d")
 
