@@ -2,8 +2,10 @@
 r"""Train DyadGen on preprocessed shards.
 
     python scripts/train.py --config configs/tiny_synthetic.yaml [key=value ...]
-    accelerate launch --config_file configs/accelerate/cpu_ddp.yaml \
-        scripts/train.py --config configs/tiny_synthetic.yaml
+    accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 8 \
+        scripts/train.py --config configs/real.yaml
+    ACCELERATE_USE_CPU=true accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 \
+        --mixed_precision no scripts/train.py --config configs/tiny_synthetic.yaml   # on CPU processes
 
 Overrides use the config's dotted keys: train.output_dir, train.max_steps, train.save_every,
 train.resume=latest (or a step folder), train.seed, data.shards, ... Ctrl-C saves a checkpoint first.

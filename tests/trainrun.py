@@ -42,16 +42,20 @@ def losses(out: Path) -> dict[int, dict]:
     return {r["step"]: r for r in map(json.loads, lines) if "loss" in r}
 
 
-def ddp_launcher(config: str = "cpu_ddp.yaml", *extra: str) -> list[str]:
-    """``accelerate launch`` of a shipped launcher config with 2 CPU processes over gloo, on a free
-    port (parallel runs on this machine must not collide)."""
+def launcher(config: str, *extra: str) -> list[str]:
+    """``accelerate launch`` of a shipped launcher config (written for GPUs in bf16) as 2 CPU processes
+    over gloo in fp32, on a free port (parallel runs on this machine must not collide)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(REPO / "configs" / "accelerate" / config), "--main_process_port", str(port), *extra]
+    return ["env", "ACCELERATE_USE_CPU=true", sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(REPO / "configs" / "accelerate" / config), "--main_process_port", str(port), "--num_processes", "2",
+            "--mixed_precision", "no", *extra]
+
+
+def ddp_launcher() -> list[str]:
+    return launcher("ddp.yaml")
 
 
 def fsdp_launcher() -> list[str]:
-    """The shipped FSDP2 config (written for 8 GPUs in bf16) on 2 CPU processes in fp32."""
-    return ddp_launcher("fsdp.yaml", "--num_processes", "2", "--mixed_precision", "no")
+    return launcher("fsdp.yaml")
