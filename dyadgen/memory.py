@@ -220,12 +220,24 @@ def _quiet():
         yield
 
 
-def largest_batch(peak_1: int, peak_2: int, budget_bytes: float) -> int:
-    """The largest micro-batch within ``budget_bytes``, projected from the estimated peaks at 1 and 2
-    (what grows with the micro-batch, activations and the batch, grows linearly)."""
-    if peak_1 > budget_bytes:
+def largest_batch(peaks: dict[int, int], budget_bytes: float) -> int:
+    """The largest micro-batch within ``budget_bytes`` from estimated peaks at 1, 2 and 4: at small
+    batches the peak can sit in the optimizer step (no activations alive), so the growth per sample is
+    taken between 2 and 4, where activations decide, and projected linearly beyond 4."""
+    fitting = [b for b, peak in sorted(peaks.items()) if peak <= budget_bytes]
+    if not fitting:
         return 0
-    return 1 + int((budget_bytes - peak_1) // max(peak_2 - peak_1, 1))
+    if fitting[-1] < 4:
+        return fitting[-1]
+    slope = max((peaks[4] - peaks[2]) / 2, 1.0)
+    return 4 + int((budget_bytes - peaks[4]) // slope)
+
+
+def projected_peak(peaks: dict[int, int], batch: int) -> int:
+    """The peak at ``batch``: estimated when it is one of ``peaks``, else projected from 2 and 4."""
+    if batch in peaks:
+        return peaks[batch]
+    return int(peaks[4] + (batch - 4) * (peaks[4] - peaks[2]) / 2)
 
 
 STRATEGIES = {"ddp_1gpu": ("ddp", 1), "fsdp_8gpu": ("fsdp", 8)}  # the targets: real_0.5b on one GPU, real on 8
@@ -233,7 +245,7 @@ STRATEGIES = {"ddp_1gpu": ("ddp", 1), "fsdp_8gpu": ("fsdp", 8)}  # the targets: 
 
 def memory_table(presets: list[str], budget_gib: float = 80.0, config: DyadGenConfig | None = None) -> dict:
     """``{preset key: {strategy: {...}}}``: each rank's estimated peak (bf16, foreach AdamW as on GPUs)
-    at micro-batches 1 and 2, projected to the config's micro-batch and to the largest one within
+    at micro-batches 1, 2 and 4, projected to the config's micro-batch and to the largest one within
     ``budget_gib``."""
     from dyadgen.bench import latent_shape
     from dyadgen.config import load_config
@@ -245,12 +257,11 @@ def memory_table(presets: list[str], budget_gib: float = 80.0, config: DyadGenCo
         rows = table.setdefault(cfg.preset.replace("-", "_"), {})
         for key, (strategy, world) in STRATEGIES.items():
             kwargs = {"strategy": strategy, "world_size": world, "bf16": True, "foreach": True}
-            one, two = (estimate_step(cfg, latent, b, **kwargs).peak for b in (1, 2))
+            peaks = {b: estimate_step(cfg, latent, b, **kwargs).peak for b in (1, 2, 4)}
             micro = cfg.train.batch_size
-            at_micro = one + (micro - 1) * (two - one)  # estimated at 1 and 2, projected beyond
-            rows[key] = {"micro_batch": micro, "peak_gib_per_gpu": at_micro / GIB,
-                         "peak_gib_per_gpu_at_1": one / GIB, "peak_gib_per_gpu_at_2": two / GIB,
-                         "largest_micro_batch": largest_batch(one, two, budget_gib * GIB),
+            rows[key] = {"micro_batch": micro, "peak_gib_per_gpu": projected_peak(peaks, micro) / GIB,
+                         **{f"peak_gib_per_gpu_at_{b}": peak / GIB for b, peak in peaks.items()},
+                         "largest_micro_batch": largest_batch(peaks, budget_gib * GIB),
                          "window_seconds": cfg.data.window_steps * cfg.model.chunk_frames / 25}
     return table
 

@@ -86,15 +86,15 @@ def memory_report(cfg, budget_gib: float, measure_cpu: bool) -> dict:
     print(f"estimating peak memory per GPU of one training step ({', '.join(presets)}; fake tensors, bf16, "
           "AdamW foreach); this takes a few minutes", flush=True)
     table = memory_table(presets, budget_gib, cfg)
-    print(f"{'preset':10s} {'strategy':10s} {'window':>7s} {'GiB/GPU at 1':>12s} {'at 2':>7s} "
+    print(f"{'preset':10s} {'strategy':10s} {'window':>7s} {'GiB/GPU at 1':>12s} {'at 2':>6s} {'at 4':>6s} "
           f"{'at config micro-batch':>22s} {f'largest in {budget_gib:.0f} GiB':>18s}")
     for preset, rows in table.items():
         for strategy, row in rows.items():
             print(f"{preset:10s} {strategy:10s} {row['window_seconds']:6.2f}s {row['peak_gib_per_gpu_at_1']:12.1f} "
-                  f"{row['peak_gib_per_gpu_at_2']:7.1f} {row['peak_gib_per_gpu']:14.1f} (at {row['micro_batch']}) "
-                  f"{row['largest_micro_batch']:18d}")
-    print("(at 1 and 2: estimated, every tensor alive during the step; beyond: projected linearly; the CUDA "
-          "context and the allocator's reserve, ~1-3 GiB, come on top)")
+                  f"{row['peak_gib_per_gpu_at_2']:6.1f} {row['peak_gib_per_gpu_at_4']:6.1f} "
+                  f"{row['peak_gib_per_gpu']:14.1f} (at {row['micro_batch']}) {row['largest_micro_batch']:18d}")
+    print("(at 1, 2 and 4: estimated, every tensor alive during the step; beyond 4: projected linearly from 2 "
+          "and 4; the CUDA context and the allocator's reserve, ~1-3 GiB, come on top)")
     if measure_cpu:
         print("measuring one real-0.5b training step at full size on this CPU (fp32, micro-batch 1)...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
