@@ -220,17 +220,21 @@ def _quiet():
         yield
 
 
-def largest_batch(peaks: dict[int, int], budget_bytes: float) -> int:
-    """The largest micro-batch within ``budget_bytes`` from estimated peaks at 1, 2 and 4: at small
-    batches the peak can sit in the optimizer step (no activations alive), so the growth per sample is
-    taken between 2 and 4, where activations decide, and projected linearly beyond 4."""
+def largest_batch(peaks: dict[int, int], budget_bytes: float) -> int | None:
+    """The largest micro-batch within ``budget_bytes`` from estimated peaks at 1, 2 and 4, projected
+    linearly beyond 4 - when the growth per sample is the same between 1 and 2 as between 2 and 4
+    (activations decide the peak). None when it is not: the peak still sits in the optimizer step
+    at 4, where more samples cost little, and the batch at which activations take over is unknown
+    (at least 4 fit)."""
     fitting = [b for b, peak in sorted(peaks.items()) if peak <= budget_bytes]
     if not fitting:
         return 0
     if fitting[-1] < 4:
         return fitting[-1]
-    slope = max((peaks[4] - peaks[2]) / 2, 1.0)
-    return 4 + int((budget_bytes - peaks[4]) // slope)
+    early, late = peaks[2] - peaks[1], (peaks[4] - peaks[2]) / 2
+    if abs(late - early) > 0.25 * max(late, early, 1.0):
+        return None
+    return 4 + int((budget_bytes - peaks[4]) // max(late, 1.0))
 
 
 def projected_peak(peaks: dict[int, int], batch: int) -> int:
@@ -258,10 +262,12 @@ def memory_table(presets: list[str], budget_gib: float = 80.0, config: DyadGenCo
         for key, (strategy, world) in STRATEGIES.items():
             kwargs = {"strategy": strategy, "world_size": world, "bf16": True, "foreach": True}
             peaks = {b: estimate_step(cfg, latent, b, **kwargs).peak for b in (1, 2, 4)}
-            micro = cfg.train.batch_size
-            rows[key] = {"micro_batch": micro, "peak_gib_per_gpu": projected_peak(peaks, micro) / GIB,
+            micro, fits = cfg.train.batch_size, largest_batch(peaks, budget_gib * GIB)
+            linear = fits is not None or micro in peaks  # else the projection past 4 is not valid
+            at_micro = projected_peak(peaks, micro) / GIB if linear else None
+            rows[key] = {"micro_batch": micro, "peak_gib_per_gpu": at_micro,
                          **{f"peak_gib_per_gpu_at_{b}": peak / GIB for b, peak in peaks.items()},
-                         "largest_micro_batch": largest_batch(peaks, budget_gib * GIB),
+                         "largest_micro_batch": fits,
                          "window_seconds": cfg.data.window_steps * cfg.model.chunk_frames / 25}
     return table
 

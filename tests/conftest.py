@@ -33,8 +33,11 @@ def train_data(tmp_path_factory) -> dict[str, Path]:
                            "latents": torch.randn(2, T, *LATENT, generator=g).bfloat16(),  # [P,T,c,h,w]
                            "refs": torch.randn(2, 3, *LATENT, generator=g).bfloat16(),  # [P,K,c,h,w]
                            "speaking": speaking.to(torch.uint8), "emotion": torch.randint(-1, 19, (2, T), generator=g),
-                           "mask": torch.ones(T, dtype=torch.bool)}
+                           "mask": torch.ones(T, dtype=torch.bool),
+                           "tokens_before": torch.randint(0, 16, (2, 24), generator=g),  # [P,pre] audio around it
+                           "tokens_after": torch.randint(0, 16, (2, 2), generator=g)}  # [P,post]
                 samples.append((f"{split}{v}_{i:07d}", tensors, {"text": "你好", "split": split}))
             write_shard(root / "shards" / split / f"{split}{v}.tar", samples)
-    write_manifest(root / "shards", {"latent_shape": list(LATENT), "num_audio_codes": 16, "window_frames": T})
+    write_manifest(root / "shards", {"latent_shape": list(LATENT), "num_audio_codes": 16, "window_frames": T,
+                                     "audio_margin": [24, 2]})
     return {"shards": root / "shards", "tokenizer": root / "tokenizer"}

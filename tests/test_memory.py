@@ -31,8 +31,8 @@ def test_the_fake_tensor_estimate_equals_the_real_steps_live_bytes():
 
 def test_the_largest_micro_batch_is_projected_from_where_activations_decide():
     gib = 2**30
-    # the peak sits in the optimizer step at micro-batch 1 and 2, activations take over by 4
-    peaks = {1: 60 * gib, 2: 60 * gib, 4: 64 * gib}
-    assert largest_batch(peaks, 80 * gib) == 4 + 16 // 2
+    # linear growth from 1 on: projected; the peak still in the optimizer step at 4: not projected
+    assert largest_batch({1: 60 * gib, 2: 62 * gib, 4: 66 * gib}, 80 * gib) == 4 + 14 // 2
+    assert largest_batch({1: 60 * gib, 2: 60 * gib, 4: 62 * gib}, 80 * gib) is None  # not yet linear: >= 4
     assert largest_batch({1: 90 * gib, 2: 95 * gib, 4: 99 * gib}, 80 * gib) == 0
     assert largest_batch({1: 70 * gib, 2: 78 * gib, 4: 95 * gib}, 80 * gib) == 2

@@ -92,9 +92,11 @@ def memory_report(cfg, budget_gib: float, measure_cpu: bool) -> dict:
         for strategy, row in rows.items():
             print(f"{preset:10s} {strategy:10s} {row['window_seconds']:6.2f}s {row['peak_gib_per_gpu_at_1']:12.1f} "
                   f"{row['peak_gib_per_gpu_at_2']:6.1f} {row['peak_gib_per_gpu_at_4']:6.1f} "
-                  f"{row['peak_gib_per_gpu']:14.1f} (at {row['micro_batch']}) {row['largest_micro_batch']:18d}")
+                  f"{gib(row['peak_gib_per_gpu']):>14s} (at {row['micro_batch']}) "
+                  f"{largest(row['largest_micro_batch']):>18s}")
     print("(at 1, 2 and 4: estimated, every tensor alive during the step; beyond 4: projected linearly from 2 "
-          "and 4; the CUDA context and the allocator's reserve, ~1-3 GiB, come on top)")
+          "and 4; '>= 4': the peak is still in the optimizer step at 4, not projected; the CUDA context and the "
+          "allocator's reserve, ~1-3 GiB, come on top)")
     if measure_cpu:
         print("measuring one real-0.5b training step at full size on this CPU (fp32, micro-batch 1)...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -109,4 +111,12 @@ def memory_report(cfg, budget_gib: float, measure_cpu: bool) -> dict:
               f"estimated {cpu['cpu_estimated_peak_gib']:.2f} GiB (process base {cpu['cpu_base_rss_gib']:.2f} GiB + "
               f"tensors), estimate / measured = {ratio:.3f}; the step took {cpu['step_seconds']:.0f} s")
     return table
+
+
+def largest(batch: int | None) -> str:
+    return ">= 4" if batch is None else str(batch)
+
+
+def gib(value: float | None) -> str:
+    return "not projected" if value is None else f"{value:.1f}"
 

@@ -178,8 +178,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             drop_audio = rand(B) < cfg.audio_dropout  # both tracks of a sample, for guidance
 
             def drop(t: Tensor | None) -> Tensor | None:
-                null = torch.full_like(t, self.null_id) if t is not None else None
-                return None if t is None else torch.where(drop_audio[:, None, None], null, t)
+                return t if t is None else torch.where(drop_audio[:, None, None], torch.full_like(t, self.null_id), t)
 
             tokens, before, after = drop(tokens), drop(before), drop(after)
         emotion = self.emotion_steps(batch.emotion, (B, P, S), dev)  # [B,P,S]
