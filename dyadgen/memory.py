@@ -1,12 +1,12 @@
 """Peak memory of one training step at real size, without the GPUs: the real model and step (forward,
 backward, AdamW with its state) run on fake tensors (``FakeTensorMode``: shapes and dtypes, no data),
-and torch's memory trackers add up every live tensor storage along the way.
+and :class:`LiveBytes` adds up every live tensor storage along the way.
 
-- single process / DDP: ``MemTracker``; DDP adds its gradient buckets (one more copy of the trainable
-  gradients, accelerate's default ``gradient_as_bucket_view=False``);
+- single process / DDP: DDP adds its gradient buckets (one more fp32 copy of the trainable gradients,
+  accelerate's default ``gradient_as_bucket_view=False``);
 - FSDP2 on W GPUs: the model sharded with ``fully_shard`` (one unit per Qwen layer and DiT block, as
-  configs/accelerate/fsdp.yaml) over a fake process group of W ranks, ``FSDPMemTracker`` counting one
-  rank's sharded and gathered parameters, gradients, optimizer state and collectives buffers.
+  configs/accelerate/fsdp.yaml) over a fake process group of W ranks; one rank's sharded and gathered
+  parameters, gradients, optimizer state and collective buffers are what its tensors hold.
 
 Two steps run and the second is counted: the first creates the optimizer state. The method is
 checked against a real step on this CPU (:func:`measure_cpu_step`, peak RSS); on a GPU the CUDA
