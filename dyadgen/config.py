@@ -296,6 +296,11 @@ def apply_override(cfg: DyadGenConfig, item: str) -> None:
 RENAMED = {("infer", "cfg"): "guidance"}
 
 
+def merge_into(obj: Any, data: dict[str, Any]) -> None:
+    """Set the fields of a config dataclass (nested sections too) from a mapping, with type checks."""
+    _merge(obj, data, prefix="")
+
+
 def _has_field(obj: Any, name: str) -> bool:
     return dataclasses.is_dataclass(obj) and name in {f.name for f in dataclasses.fields(obj)}
 

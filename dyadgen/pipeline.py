@@ -99,7 +99,8 @@ class DyadGenPipeline:
         return cls(load_inference_folder(resolve_checkpoint(name), device=dev), dev)
 
     def references(self, left_ref, right_ref) -> torch.Tensor:
-        """Reference latents [P,c,h,w]: user portraits by the crop rule, else the default identities."""
+        """Reference latents [P,c,h,w]: user portraits by the crop rule (an array already at the model's
+        size is taken as that crop, as evaluation passes it), else the default identities."""
         from dyadgen.data.crop import crop_portrait
 
         out = []
@@ -109,7 +110,10 @@ class DyadGenPipeline:
                     raise UserError("this checkpoint has no default identities: give --left-ref and --right-ref")
                 out.append(self.folder.identities["latents"][p].float())
                 continue
-            image = crop_portrait(ref, self.size)  # uint8 [H,W,3]
+            if isinstance(ref, np.ndarray) and ref.shape == (*self.size, 3):
+                image = ref  # uint8 [H,W,3], cropped by the caller
+            else:
+                image = crop_portrait(ref, self.size)  # uint8 [H,W,3]
             pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1,3,H,W]
             out.append(self.folder.vae.encode(pixels)[0])
         return torch.stack(out).to(self.device)  # [P,c,h,w]

@@ -13,6 +13,7 @@ FORBIDDEN = {
                "dyadgen.preprocess", "torch.optim", "accelerate"),
     "data": ("dyadgen.models", "dyadgen.encoders", "dyadgen.training", "dyadgen.pipeline"),
     "encoders": ("dyadgen.data", "dyadgen.training", "dyadgen.commands", "dyadgen.cli"),
+    "eval": ("dyadgen.training", "dyadgen.commands", "dyadgen.cli", "accelerate", "torch.optim"),
 }
 
 

@@ -1,71 +1,50 @@
-"""`dyadgen evaluate`: generate held-out synthetic dialogues and score talking and listening from pixels."""
+"""`dyadgen evaluate`: generate held-out windows of a corpus and score them beside the baselines."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "generate held-out dialogues of a synthetic corpus and score mouth sync, closed mouths and nods"
+HELP = "score a checkpoint on held-out windows of a corpus (lip sync, turn-taking, quality, identity, motion)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, metavar="ROOT", help="a corpus written by `dyadgen synth`")
+    parser.add_argument("--data", required=True, metavar="ROOT",
+                        help="a corpus in SocioEmoDialog's layout (real, or written by `dyadgen synth`)")
     parser.add_argument("--checkpoint", default=None, help="inference folder (default: the bundled checkpoint)")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    parser.add_argument("--max-dialogues", type=int, default=0, help="score at most this many (0 = all)")
-    parser.add_argument("--max-seconds", type=float, default=0.0, help="score the first X seconds of each")
+    parser.add_argument("--out", default="evaluation", metavar="DIR",
+                        help="metrics.json, report.md, plots, videos and the cache of measured windows")
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help="evaluation settings, including the local weight files of SyncNet, Inception, I3D, "
+                             "ArcFace and AlexNet (see README, Evaluation)")
+    parser.add_argument("--split", default=None, choices=["train", "val", "test", "all"])
+    parser.add_argument("--max-clips", type=int, default=None, help="score at most this many windows (0 = all)")
+    parser.add_argument("--seconds", type=float, default=None, help="length of each window (default 10)")
     parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the checkpoint's)")
     parser.add_argument("--guidance", "--cfg", type=float, default=None,
                         help="guidance scale (default: the checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="FILE", help="also write per-dialogue and mean scores as JSON")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--videos", type=int, default=None, help="side-by-side videos to write (default 3)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    import numpy as np
-    from tqdm.auto import tqdm
+    from dyadgen.eval.harness import SYSTEMS, evaluate
+    from dyadgen.eval.report import table, write_report
+    from dyadgen.eval.scoring import score
+    from dyadgen.eval.settings import load_eval_config
 
-    from dyadgen.data.socioemodialog import index_dataset
-    from dyadgen.data.splits import split_of
-    from dyadgen.errors import UserError
-    from dyadgen.eval.talking import score_against_truth
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions
-
-    pipe = DyadGenPipeline.from_pretrained(args.checkpoint)
-    icfg = pipe.folder.config.infer
-    options = InferOptions(steps=args.steps or icfg.steps,
-                           guidance=icfg.guidance if args.guidance is None else args.guidance,
-                           context_noise=icfg.context_noise,
-                           seed=args.seed, max_seconds=args.max_seconds, progress=False)
-    index = index_dataset(args.data)
-    videos = [v for v in index.videos if args.split == "all" or split_of(v.dialogue_id or v.name) == args.split]
-    videos = [v for v in videos if (v.folder / "ground_truth.npz").is_file()]
-    if args.max_dialogues:
-        videos = videos[: args.max_dialogues]
-    if not videos:
-        raise UserError(f"{args.data}: no {args.split} dialogues with ground_truth.npz (a `dyadgen synth` corpus)")
-    rows, skipped = [], []
-    for video in tqdm(videos, desc="evaluate"):
-        try:
-            frames = pipe.frames(video.channel_wavs["left"], video.channel_wavs["right"], options=options)
-            truth = dict(np.load(video.folder / "ground_truth.npz"))
-        except (UserError, KeyError, OSError, ValueError) as err:  # a bad sample is skipped and counted
-            skipped.append((video.name, str(err)))
-            continue
-        for side, score in zip(("left", "right"), score_against_truth(frames, truth), strict=True):
-            rows.append({"video": video.name, "side": side, **score})
-    keys = ("mouth_corr", "open_speaking", "open_listening", "nod_corr")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows else {}
-    print(f"{len(rows) // 2} dialogues scored, {len(skipped)} skipped")
-    for k, v in mean.items():
-        print(f"  {k}: {v:.3f}")
-    for name, reason in skipped:
-        print(f"  skipped {name}: {reason}")
-    if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps({"mean": mean, "people": rows, "skipped": skipped}, indent=2))
-        tmp.replace(out)  # write then rename: never a half-written file
+    cfg = load_eval_config(args.config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
+                                         "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
+                                         "device": args.device, "videos": args.videos})
+    result = evaluate(args.checkpoint, args.data, args.out, cfg)
+    scores = score(Path(args.out), SYSTEMS, result.missing_networks)
+    write_report(Path(args.out), scores, result)
+    print(f"{scores['windows']} windows scored, {len(result.failed)} skipped; report: {Path(args.out) / 'report.md'}")
+    if scores["figures"]:
+        print(table(scores["figures"], ["mouth_env_corr/speaking", "false_talk/listening", "psnr/all",
+                                        "identity/all", "fd/all"]))
+    for item, reason in result.failed:
+        print(f"  skipped {item}: {reason}")
     return 0

@@ -1,0 +1,196 @@
+"""`dyadgen evaluate`: generate the held-out windows and measure them beside the baselines.
+
+Systems, all through the same measurements:
+- ``model``: the checkpoint, each person from their own reference frame and both own tracks;
+- ``swapped``: the same with the left and right tracks exchanged (lip sync and false talk must worsen);
+- ``static``: the reference frame held for the whole window;
+- ``ground_truth``: the real frames (the ceiling).
+Each (window, system) is measured once and cached under ``out/clips/``: a rerun measures only what is
+missing. A window that fails is skipped, counted and listed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dyadgen.errors import UserError
+from dyadgen.eval import measure
+from dyadgen.eval.heldout import GroundTruth, HeldOutClip, clip_folder, held_out_clips, read_truth
+from dyadgen.eval.settings import EvalConfig
+
+SYSTEMS = ("model", "swapped", "static", "ground_truth")
+
+
+@dataclass
+class Run:
+    """What a finished evaluation produced (and what ``report`` reads)."""
+
+    out: Path
+    clips: list[str] = field(default_factory=list)  # window keys measured (now or cached)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (window or video, reason)
+    missing_networks: dict[str, str] = field(default_factory=dict)
+
+
+def _settings(checkpoint: Path, cfg: EvalConfig, options) -> dict:
+    return {"checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds, "steps": options.steps,
+            "guidance": options.guidance, "seed": options.seed, "weights": asdict(cfg.weights)}
+
+
+def _check_out(out: Path, settings: dict) -> None:
+    """A rerun into the same folder must use the same settings, or cached windows would mix runs."""
+    path = out / "run.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != settings:
+            changed = sorted(k for k in settings if old.get(k) != settings[k])
+            raise UserError(f"{out}: holds an evaluation with other settings ({', '.join(changed)}); "
+                            "use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".run.json.tmp")
+    tmp.write_text(json.dumps(settings, indent=2))
+    tmp.replace(path)
+
+
+def generate(pipe, truth: GroundTruth, options, system: str) -> np.ndarray:
+    """Frames uint8 [P,T,H,W,3] of a system for a window."""
+    T = truth.frames.shape[1]
+    if system == "ground_truth":
+        return truth.frames
+    if system == "static":
+        return np.repeat(truth.references[:, None], T, axis=1)
+    left, right = truth.audio if system == "model" else truth.audio[::-1]
+    frames = pipe.frames(left, right, left_ref=truth.references[0], right_ref=truth.references[1],
+                         options=options)
+    return frames[:, :T]
+
+
+def measure_system(frames: np.ndarray, truth: GroundTruth, system: str, nets) -> list[dict]:
+    return [measure.measure_person(frames[p], None if system == "ground_truth" else truth.frames[p],
+                                   truth.references[p], truth.audio[p], truth.speaking[p], nets)
+            for p in range(2)]
+
+
+def _truth_file(folder: Path, truth: GroundTruth) -> None:
+    from dyadgen.eval.talking import speech_envelope
+
+    T = truth.frames.shape[1]
+    extra = {"envelope": np.stack([speech_envelope(a, T) for a in truth.audio]), "speaking": truth.speaking,
+             "reference_frames": np.array(truth.reference_frames)}
+    if truth.synthetic is not None:
+        from dyadgen.eval.motion import mouth_opening
+
+        extra.update({f"synthetic_{k}": v for k, v in truth.synthetic.items()})
+        extra["synthetic_pixel_mouth"] = np.stack([mouth_opening(truth.frames[p].transpose(0, 3, 1, 2))
+                                                   for p in range(2)])  # [P,T]
+    measure.save(folder / "truth.npz", [], extra)
+
+
+def _synthetic_scores(frames: np.ndarray, truth: GroundTruth) -> dict[str, np.ndarray]:
+    """The synthetic corpus's exact pixel measures (dyadgen.eval.talking) as a second check."""
+    from dyadgen.eval.motion import mouth_opening
+    from dyadgen.eval.talking import score_against_truth
+
+    scores = score_against_truth(frames, truth.synthetic)
+    out = {f"synthetic_{k}": np.array([s[k] for s in scores]) for k in ("mouth_corr", "nod_corr")}
+    out["pixel_mouth"] = np.stack([mouth_opening(frames[p].transpose(0, 3, 1, 2)) for p in range(2)])  # [P,T]
+    return out
+
+
+def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = True) -> Run:
+    from tqdm.auto import tqdm
+
+    from dyadgen.data.socioemodialog import index_dataset
+    from dyadgen.data.splits import Splitter
+    from dyadgen.pipeline import DyadGenPipeline, InferOptions, resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    pipe = DyadGenPipeline.from_pretrained(path, device=cfg.device)
+    model_cfg = pipe.folder.config
+    icfg = model_cfg.infer
+    guidance = icfg.guidance if cfg.guidance is None else cfg.guidance
+    options = InferOptions(steps=cfg.steps or icfg.steps, guidance=guidance, context_noise=icfg.context_noise,
+                           seed=cfg.seed, progress=False)
+    run = Run(Path(out))
+    _check_out(run.out, _settings(path, cfg, options))
+    index = index_dataset(data, script_json=model_cfg.data.script_json,
+                          video_to_dialogue=model_cfg.data.video_to_dialogue)
+    splitter = Splitter(model_cfg.data.val_fraction, model_cfg.data.test_fraction, model_cfg.data.actor_map)
+    run.failed += [(f, r) for f, r in index.problems]
+    windows = held_out_clips(index.videos, splitter, cfg.split, cfg.seconds, cfg.max_clips, run.failed)
+    if not windows:
+        raise UserError(f"{data}: no {cfg.split} window of {cfg.seconds:g} s (by the checkpoint's split rule)")
+    nets = measure.load_networks(cfg.weights, pipe.device)
+    run.missing_networks = dict(nets.missing)
+    size = pipe.size
+    _fit_basis(run.out, index.videos, splitter, cfg, size, run.failed, progress)
+    for i, window in enumerate(tqdm(windows, desc="evaluate", unit="window", disable=not progress)):
+        try:
+            _evaluate_window(pipe, window, options, nets, run.out, size, write_video=i < cfg.videos)
+            run.clips.append(window.key)
+        except (UserError, OSError, ValueError, RuntimeError) as err:  # a bad window is skipped, counted, listed
+            run.failed.append((window.key, str(err).splitlines()[0] if str(err) else type(err).__name__))
+    return run
+
+
+def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, write_video: bool) -> None:
+    folder = clip_folder(out, window)
+    todo = [s for s in SYSTEMS if not (folder / f"{s}.npz").is_file()]
+    if not todo and (not write_video or (folder / "side_by_side.mp4").is_file()):
+        return
+    truth = read_truth(window, size)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "truth.npz").is_file():
+        _truth_file(folder, truth)
+    video_missing = write_video and not (folder / "side_by_side.mp4").is_file()
+    for system in SYSTEMS:
+        if system not in todo and not (system == "model" and video_missing):
+            continue
+        frames = generate(pipe, truth, options, system)
+        if system == "model" and write_video:
+            _side_by_side(folder / "side_by_side.mp4", truth, frames)
+        if system in todo:
+            extra = _synthetic_scores(frames, truth) if truth.synthetic is not None else {}
+            measure.save(folder / f"{system}.npz", measure_system(frames, truth, system, nets), extra)
+
+
+def _side_by_side(path: Path, truth: GroundTruth, frames: np.ndarray) -> None:
+    """ground truth | generated, both people (top: left person, bottom: right person), with both tracks."""
+    from dyadgen.io.video import VideoWriter
+
+    P, T, H, W, _ = frames.shape
+    rows = [np.concatenate([truth.frames[p], frames[p]], axis=2) for p in range(P)]  # [T,H,2W,3] each
+    grid = np.concatenate(rows, axis=1)  # [T,2H,2W,3]
+    with VideoWriter(path, width=2 * W, height=2 * H, audio=truth.audio) as writer:
+        writer.write(grid)
+
+
+def _fit_basis(out: Path, videos, splitter, cfg: EvalConfig, size, failed, progress: bool) -> None:
+    """The motion PCA from ground truth of training windows (the held-out split's when there are none)."""
+    from tqdm.auto import tqdm
+
+    from dyadgen.eval import face
+    from dyadgen.eval.dyadic import fit_basis
+
+    path = out / "motion_basis.npz"
+    if path.is_file():
+        return
+    windows = held_out_clips(videos, splitter, "train", cfg.seconds, cfg.basis_clips) or \
+        held_out_clips(videos, splitter, cfg.split, cfg.seconds, cfg.basis_clips)
+    tracks = []
+    for window in tqdm(windows, desc="motion basis", unit="window", disable=not progress):
+        try:
+            truth = read_truth(window, size)
+        except (UserError, OSError, ValueError) as err:
+            failed.append((window.key, f"motion basis: {err}"))
+            continue
+        tracks += [face.track(truth.frames[p], prior=face.prior_box(size)) for p in range(2)]
+    if not tracks:
+        raise UserError("no ground-truth window could be read to fit the motion basis")
+    basis = fit_basis(tracks)
+    tmp = path.with_name(".motion_basis.tmp.npz")
+    basis.save(tmp)
+    tmp.replace(path)
