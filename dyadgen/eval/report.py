@@ -125,8 +125,9 @@ def plot_timeline(path: Path, folder: Path) -> None:
     from dyadgen.eval.measure import load
 
     truth = load(folder / "truth.npz")[1]
-    gt, model = load(folder / "ground_truth.npz")[0], load(folder / "model.npz")[0]
-    fig, axes = plt.subplots(3, 2, figsize=(12, 6), sharex=True)
+    gt, (model, model_extra) = load(folder / "ground_truth.npz")[0], load(folder / "model.npz")
+    synthetic = "pixel_mouth" in model_extra  # the drawn faces' exact mouth, beside the landmarks'
+    fig, axes = plt.subplots(4 if synthetic else 3, 2, figsize=(12, 8 if synthetic else 6), sharex=True)
     for p, side in enumerate(("left", "right")):
         t = np.arange(len(gt[p]["mouth"])) / FPS
         axes[0, p].plot(t, truth["envelope"][p], color="k")
@@ -134,10 +135,36 @@ def plot_timeline(path: Path, folder: Path) -> None:
         for name, d, style in (("ground truth", gt[p], "-"), ("model", model[p], "--")):
             axes[1, p].plot(t, d["mouth"], style, label=name)
             axes[2, p].plot(t, d["pose"][:, 0], style, label=name)
-        axes[1, p].set_title("mouth opening")
+        axes[1, p].set_title("mouth opening (landmarks)")
         axes[2, p].set_title("head pitch (degrees)")
-        axes[2, p].set_xlabel("seconds")
+        if synthetic:
+            axes[3, p].plot(t, truth["synthetic_pixel_mouth"][p], "-", label="ground truth")
+            axes[3, p].plot(t, model_extra["pixel_mouth"][p], "--", label="model")
+            axes[3, p].set_title("mouth opening (pixels of the drawn face)")
+        axes[-1, p].set_xlabel("seconds")
         axes[1, p].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_drift(path: Path, drift: dict[str, dict]) -> None:
+    """Identity similarity and PSNR per minute of window time, each system a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for system, curve in drift.items():
+        for ax, key in zip(axes, ("identity", "psnr"), strict=True):
+            values = [np.nan if v is None else v for v in curve[key]]
+            if not np.isnan(values).all():
+                ax.plot(curve["minute"], values, marker="o", label=system)
+    for ax, title in zip(axes, ("identity similarity to the reference", "PSNR (dB)"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("minute of the window")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -150,6 +177,8 @@ def write_report(out: Path, scores: dict, run) -> None:
     write_markdown(out / "report.md", scores, run)
     if scores["figures"]:
         plot_metrics(out / "metrics.png", scores["figures"])
+        if len(scores["drift"].get("model", {}).get("minute", [])) > 1:
+            plot_drift(out / "drift.png", scores["drift"])
         first = next((f for f in windows(out) if (f / "model.npz").is_file()), None)
         if first is not None:
             plot_timeline(out / "timeline.png", first)
