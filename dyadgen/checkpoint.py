@@ -4,6 +4,8 @@
     model.safetensors        the model's (EMA) weights, plus its own config as model_config.json
     audio_tokenizer/         the audio tokenizer (save_pretrained)
     vae/                     the video VAE (save_pretrained)
+    fast_decoder/            optional: its tiny decoder (AutoencoderTiny, same latent space), for --fast-decoder
+    text_tokenizer/          the text tokenizer of a Qwen backbone, so a folder works with the network off
     identities.safetensors   default identities: "latents" float [K,c,h,w], "images" uint8 [K,H,W,3];
                              identity 0 is the left person, 1 the right one
 
@@ -27,6 +29,8 @@ from dyadgen.encoders import AUDIO_TOKENIZER_DIR, VAE_DIR
 from dyadgen.errors import UserError
 
 IDENTITIES = "identities.safetensors"
+FAST_DECODER_DIR = "fast_decoder"
+TEXT_TOKENIZER_DIR = "text_tokenizer"
 
 
 @dataclass
@@ -51,6 +55,11 @@ def save_inference_folder(folder: str | os.PathLike, cfg: DyadGenConfig, model: 
     cfg.save(tmp / "config.json")
     tokenizer.save_pretrained(tmp / AUDIO_TOKENIZER_DIR)
     vae.save_pretrained(tmp / VAE_DIR)
+    if vae.fast_decoder is not None:
+        vae.fast_decoder.save_pretrained(str(tmp / FAST_DECODER_DIR))
+    text = model.text_tokenizer()
+    if text is not None:
+        text.save_pretrained(tmp / TEXT_TOKENIZER_DIR)
     if identities is not None:
         save_file({k: v.contiguous() for k, v in identities.items()}, str(tmp / IDENTITIES))
     if folder.exists():
@@ -68,6 +77,7 @@ def load_inference_folder(folder: str | os.PathLike, *, device: str | torch.devi
     from safetensors.torch import load_file, load_model
 
     from dyadgen.encoders import load_audio_tokenizer, load_video_vae
+    from dyadgen.encoders.video_vae import load_fast_decoder
     from dyadgen.models import DyadGen
 
     folder = Path(folder)
@@ -80,5 +90,16 @@ def load_inference_folder(folder: str | os.PathLike, *, device: str | torch.devi
     model = DyadGen(**args)
     load_model(model, str(folder / "model.safetensors"))
     identities = load_file(str(folder / IDENTITIES)) if (folder / IDENTITIES).is_file() else {}
+    try:  # now, not at the first prompt: a missing tokenizer is the folder's problem
+        if (folder / TEXT_TOKENIZER_DIR).is_dir():
+            model.use_text_tokenizer(folder / TEXT_TOKENIZER_DIR)
+        else:
+            model.text_tokenizer()  # a folder from before text_tokenizer/ was saved: the backbone's own
+    except ValueError as err:
+        raise UserError(f"{folder}: no {TEXT_TOKENIZER_DIR}/ folder, and the backbone's text tokenizer cannot be "
+                        f"loaded: {err}") from None
+    vae = load_video_vae(folder / VAE_DIR)
+    if (folder / FAST_DECODER_DIR).is_dir():
+        vae.fast_decoder = load_fast_decoder(folder / FAST_DECODER_DIR)
     return InferenceFolder(cfg, model.to(device).eval(), load_audio_tokenizer(folder / AUDIO_TOKENIZER_DIR),
-                           load_video_vae(folder / VAE_DIR), identities)
+                           vae, identities)

@@ -20,6 +20,7 @@ import torch
 
 from dyadgen.checkpoint import InferenceFolder, load_inference_folder
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.devices import pick_device, pick_dtype
 from dyadgen.errors import UserError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "checkpoints" / "dyadgen-tiny"
@@ -37,14 +38,7 @@ class InferOptions:
     max_seconds: float = 0.0  # 0 = the whole dialogue
     text: str | None = None
     progress: bool = True
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu)")
-    return torch.device(device)
+    fast_decoder: bool = False  # decode with the checkpoint's tiny decoder (TAEF1 for the real presets)
 
 
 def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
@@ -88,15 +82,22 @@ def read_tracks(left, right, dialogue, max_seconds: float) -> np.ndarray:
 
 
 class DyadGenPipeline:
-    def __init__(self, folder: InferenceFolder, device: torch.device):
-        self.folder, self.device = folder, device
-        self.model = folder.model.to(device)
+    """Every part on one device: the audio tokenizer (in fp32: its codes are an argmin that a lower
+    precision can flip), the backbone and decoder, and the VAE decoder (in ``dtype``)."""
+
+    def __init__(self, folder: InferenceFolder, device: torch.device, dtype: torch.dtype = torch.float32):
+        self.folder, self.device, self.dtype = folder, device, dtype
+        self.model = folder.model.to(device=device, dtype=dtype)
+        folder.vae.to(device=device, dtype=dtype)
+        if hasattr(folder.tokenizer, "to"):
+            folder.tokenizer.to(device)
         self.size = (folder.config.data.height, folder.config.data.width)
 
     @classmethod
-    def from_pretrained(cls, name: str | os.PathLike | None = None, *, device: str = "auto") -> DyadGenPipeline:
+    def from_pretrained(cls, name: str | os.PathLike | None = None, *, device: str = "auto",
+                        dtype: str = "auto") -> DyadGenPipeline:
         dev = pick_device(device)
-        return cls(load_inference_folder(resolve_checkpoint(name), device=dev), dev)
+        return cls(load_inference_folder(resolve_checkpoint(name)), dev, pick_dtype(dtype, dev))
 
     def references(self, left_ref, right_ref) -> torch.Tensor:
         """Reference latents [P,c,h,w]: user portraits by the crop rule (an array already at the model's
@@ -116,7 +117,7 @@ class DyadGenPipeline:
                 image = crop_portrait(ref, self.size)  # uint8 [H,W,3]
             pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1,3,H,W]
             out.append(self.folder.vae.encode(pixels)[0])
-        return torch.stack(out).to(self.device)  # [P,c,h,w]
+        return torch.stack(out).to(self.device, self.dtype)  # [P,c,h,w]
 
     def emotions(self, left: str | None, right: str | None) -> torch.Tensor | None:
         from dyadgen.data.emotions import EMOTIONS, emotion_id
@@ -133,6 +134,8 @@ class DyadGenPipeline:
 
     def _stream(self, audio: np.ndarray, left_ref, right_ref, opt: InferOptions):
         """(number of chunk steps, iterator of latents [P,t,c,h,w]) for tracks [P,N] at 16 kHz."""
+        if opt.fast_decoder and self.folder.vae.fast_decoder is None:
+            raise UserError("--fast-decoder: this checkpoint folder has no fast decoder (fast_decoder/)")
         tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
         refs = self.references(left_ref, right_ref)
         emotion = self.emotions(opt.left_emotion, opt.right_emotion)
@@ -146,7 +149,8 @@ class DyadGenPipeline:
         """Generate without writing a file: uint8 frames [P,T,H,W,3] (for notebooks and evaluation)."""
         opt = options or InferOptions(progress=False)
         _, chunks = self._stream(read_tracks(left, right, dialogue, opt.max_seconds), left_ref, right_ref, opt)
-        out = [np.stack([self._pixels(chunk[p]) for p in range(2)]) for chunk in chunks]  # [P,t,H,W,3] each
+        out = [np.stack([self._pixels(chunk[p], opt.fast_decoder) for p in range(2)])
+               for chunk in chunks]  # [P,t,H,W,3] each
         return np.concatenate(out, axis=1)
 
     def __call__(self, left=None, right=None, *, dialogue=None, out: str | os.PathLike = "dialogue.mp4",
@@ -173,7 +177,7 @@ class DyadGenPipeline:
         start, done = time.perf_counter(), 0
         try:
             for chunk in chunks:  # [P,t,c,h,w]
-                frames = [self._pixels(chunk[p]) for p in range(2)]  # [t,H,W,3] each
+                frames = [self._pixels(chunk[p], opt.fast_decoder) for p in range(2)]  # [t,H,W,3] each
                 if len(writers) == 1:
                     writers[0].write(np.concatenate(frames, axis=2))
                 else:
@@ -192,5 +196,5 @@ class DyadGenPipeline:
             bar.close()
         return paths
 
-    def _pixels(self, latents: torch.Tensor) -> np.ndarray:
-        return self.folder.vae.decode_uint8(latents.float().cpu()).numpy()  # [t,H,W,3]
+    def _pixels(self, latents: torch.Tensor, fast: bool) -> np.ndarray:
+        return self.folder.vae.decode_uint8(latents, fast=fast).numpy()  # [t,H,W,3], decoded on the device

@@ -96,10 +96,11 @@ def test_same_seed_same_video(checkpoint, wavs, tmp_path):
     from dyadgen.pipeline import DyadGenPipeline, InferOptions
 
     pipe = DyadGenPipeline.from_pretrained(checkpoint, device="cpu")
-    a = pipe(*wavs, out=tmp_path / "a.mp4", options=InferOptions(seed=1, progress=False))[0]
-    b = pipe(*wavs, out=tmp_path / "b.mp4", options=InferOptions(seed=1, progress=False))[0]
-    decode = lambda p: np.stack([f.to_ndarray(format="rgb24") for f in av.open(str(p)).decode(video=0)])  # noqa: E731
-    assert np.array_equal(decode(a), decode(b))
+    # the generated frames, not the mp4 bytes: libx264 under PyAV does not always give the same bitstream for
+    # the same frames when an audio stream is muxed beside them (seen in about one run in three)
+    a = pipe.frames(*wavs, options=InferOptions(seed=1, progress=False))
+    b = pipe.frames(*wavs, options=InferOptions(seed=1, progress=False))
+    assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("case", ["stereo_as_left", "empty", "missing", "not_audio", "no_face"])

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", "--cfg", type=float, default=None,
                         help="guidance scale (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--device", default=None, help="auto (default: the GPU when there is one), cpu or cuda")
+    parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16", "fp16"],
+                        help="precision of generation (auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--videos", type=int, default=None, help="side-by-side videos to write (default 3)")
 
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_eval_config(args.config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
                                          "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
-                                         "device": args.device, "videos": args.videos})
+                                         "device": args.device, "dtype": args.dtype, "videos": args.videos})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
     scores = score(Path(args.out), SYSTEMS, result.missing_networks)
     write_report(Path(args.out), scores, result)

@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
     parser.add_argument("--layout", choices=["side-by-side", "separate"], default=None)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="precision of the backbone, decoder and VAE (auto: bf16 on a GPU, fp32 on the CPU)")
+    parser.add_argument("--fast-decoder", action="store_true",
+                        help="decode with the checkpoint's tiny decoder (TAEF1 for the real presets): faster, softer")
     parser.add_argument("--max-seconds", type=float, default=None, metavar="X")
 
 
@@ -31,14 +35,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dialogue is None and (args.left is None or args.right is None):
         raise UserError("give both --left and --right, or one stereo --dialogue file")
-    pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
     d = pipe.folder.config.infer
     options = InferOptions(
         steps=args.steps if args.steps is not None else d.steps,
         guidance=args.guidance if args.guidance is not None else d.guidance, context_noise=d.context_noise,
         seed=args.seed if args.seed is not None else d.seed, left_emotion=args.left_emotion,
         right_emotion=args.right_emotion, layout=args.layout or d.layout,
-        max_seconds=args.max_seconds if args.max_seconds is not None else d.max_seconds)
+        max_seconds=args.max_seconds if args.max_seconds is not None else d.max_seconds,
+        fast_decoder=args.fast_decoder)
     paths = pipe(args.left, args.right, dialogue=args.dialogue, out=args.out, left_ref=args.left_ref,
                  right_ref=args.right_ref, options=options)
     print("wrote " + ", ".join(map(str, paths)))

@@ -104,8 +104,13 @@ class VideoVAE(nn.Module):
         vae = _load_diffusers("AutoencoderKL", cfg.name_or_path, cfg.subfolder)
         if cfg.shift_factor or cfg.scaling_factor != 1.0:  # the config may pin them (FLUX's published values)
             vae.register_to_config(shift_factor=cfg.shift_factor, scaling_factor=cfg.scaling_factor)
-        fast = _load_diffusers("AutoencoderTiny", cfg.fast_decoder, "") if cfg.fast_decoder else None
+        fast = load_fast_decoder(cfg.fast_decoder) if cfg.fast_decoder else None
         return cls(vae, batch=cfg.encode_batch, fast_decoder=fast)
+
+
+def load_fast_decoder(name: str | os.PathLike) -> nn.Module:
+    """An AutoencoderTiny (TAEF1, or a tiny one distilled for a small VAE) from a folder or Hub name."""
+    return _load_diffusers("AutoencoderTiny", str(name), "").eval().requires_grad_(False)
 
 
 def _load_diffusers(class_name: str, name: str, subfolder: str) -> nn.Module:

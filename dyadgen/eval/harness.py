@@ -36,7 +36,7 @@ class Run:
 
 
 def _settings(checkpoint: Path, cfg: EvalConfig, options) -> dict:
-    return {"checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds, "steps": options.steps,
+    return {"checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds, "dtype": cfg.dtype, "steps": options.steps,
             "guidance": options.guidance, "seed": options.seed, "weights": asdict(cfg.weights)}
 
 
@@ -108,7 +108,7 @@ def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = 
     from dyadgen.pipeline import DyadGenPipeline, InferOptions, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
-    pipe = DyadGenPipeline.from_pretrained(path, device=cfg.device)
+    pipe = DyadGenPipeline.from_pretrained(path, device=cfg.device, dtype=cfg.dtype)
     model_cfg = pipe.folder.config
     icfg = model_cfg.infer
     guidance = icfg.guidance if cfg.guidance is None else cfg.guidance

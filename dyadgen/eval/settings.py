@@ -29,6 +29,7 @@ class EvalConfig:
     guidance: float | None = None  # guidance scale (None: the checkpoint's)
     seed: int = 0
     device: str = "auto"
+    dtype: str = "auto"  # fp32, bf16, fp16; auto: bf16 on a GPU, fp32 on the CPU
     videos: int = 3  # side-by-side ground truth | generated videos written
     basis_clips: int = 8  # training windows whose ground truth fits the motion PCA
     weights: MetricWeights = field(default_factory=MetricWeights)

@@ -101,11 +101,21 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             if self.backbone_cfg.vocab_size <= BYTE_PAD:
                 raise ValueError("a byte-level text vocabulary needs backbone.vocab_size > 256")
             return byte_ids(texts, length).to(device)
-        if self._text_tokenizer is None:
-            from dyadgen.models.text import QwenText
+        return self.text_tokenizer()(texts, length).to(device)
 
-            self._text_tokenizer = QwenText(self.backbone_cfg.name_or_path)
-        return self._text_tokenizer(texts, length).to(device)
+    def text_tokenizer(self):
+        """The Qwen text tokenizer (None for byte-level prompts): the one a checkpoint folder brought
+        (``use_text_tokenizer``), else the backbone's own, from its folder or the local Hub cache."""
+        if self.backbone_cfg.text_tokenizer == "bytes":
+            return None
+        if self._text_tokenizer is None:
+            self.use_text_tokenizer(self.backbone_cfg.name_or_path)
+        return self._text_tokenizer
+
+    def use_text_tokenizer(self, name_or_path) -> None:
+        from dyadgen.models.text import QwenText
+
+        self._text_tokenizer = QwenText(str(name_or_path))
 
     @property
     def audio_margin(self) -> tuple[int, int]:

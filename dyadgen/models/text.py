@@ -24,8 +24,15 @@ class QwenText:
     def __init__(self, name_or_path: str):
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{name_or_path}: no text tokenizer there or in the local Hugging Face cache "
+                             f"({str(err).splitlines()[0][:120]})") from None
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def save_pretrained(self, folder) -> None:
+        self.tokenizer.save_pretrained(str(folder))
 
     def __call__(self, texts: list[str | None], length: int) -> Tensor:
         out = torch.full((len(texts), length), self.pad, dtype=torch.long)
