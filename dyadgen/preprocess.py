@@ -69,9 +69,9 @@ def _encode(frames: np.ndarray, audio: list[np.ndarray], cfg: DyadGenConfig, tok
     """Side-by-side frames [T,H,W,3] and the two tracks -> tokens [P,T], latents [P,T,c,h,w]."""
     T = len(frames)
     people, boxes = crop_people(frames, (cfg.data.height, cfg.data.width))  # [P,T,3,h,w]
-    tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]) for a in audio])  # [P,T]
+    tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]).cpu() for a in audio])  # [P,T]
     pixels = torch.from_numpy(people).float() / 127.5 - 1  # [P,T,3,h,w] in [-1,1]
-    latents = torch.stack([vae.encode(pixels[p]) for p in range(2)])  # [P,T,c,h,w]
+    latents = torch.stack([vae.encode(pixels[p]).cpu() for p in range(2)])  # [P,T,c,h,w], encoded on the device
     return {"tokens": tokens, "latents": latents, "centre_crops": sum(b is None for b in boxes)}
 
 
@@ -198,12 +198,18 @@ class _Encoders:
     vae = None
 
     @classmethod
-    def load(cls, cfg: DyadGenConfig, threads: int | None = None) -> None:
+    def load(cls, cfg: DyadGenConfig, threads: int | None = None, device: str = "cpu", dtype: str = "fp32") -> None:
+        """The tokenizer on ``device`` in fp32 (its codes are an argmin), the VAE encoder in ``dtype``."""
+        from dyadgen.devices import pick_device, pick_dtype
         from dyadgen.encoders import load_audio_tokenizer, load_video_vae
 
         if threads:
             torch.set_num_threads(threads)
+        dev = pick_device(device)
         cls.tokenizer, cls.vae = load_audio_tokenizer(cfg.audio_tokenizer), load_video_vae(cfg.vae)
+        cls.vae.to(device=dev, dtype=pick_dtype(dtype, dev))
+        if hasattr(cls.tokenizer, "to"):
+            cls.tokenizer.to(dev)
 
 
 def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGenConfig) -> dict:
@@ -218,7 +224,7 @@ def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGe
 
 
 def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConfig, *,
-               workers: int = 1, progress: bool = True) -> Summary:
+               workers: int = 1, progress: bool = True, device: str = "cpu", dtype: str = "fp32") -> Summary:
     """Encode every video of ``root`` into ``<out>/<split>/<video>.tar``; videos whose shard exists are
     skipped (resume). With ``workers`` > 1 videos are encoded in that many processes, the CPU
     threads shared between them."""
@@ -259,14 +265,14 @@ def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConf
 
     bar = tqdm(total=len(jobs), desc="preprocess", disable=not progress)
     if workers <= 1:
-        _Encoders.load(cfg)
+        _Encoders.load(cfg, device=device, dtype=dtype)
         for video, shard, split, text in jobs:
             record(video, split, _process_video(video, shard, split, text, cfg))
             bar.update(1)
     elif jobs:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_Encoders.load,
-                                 initargs=(cfg, threads)) as pool:
+                                 initargs=(cfg, threads, device, dtype)) as pool:
             futures = {pool.submit(_process_video, video, shard, split, text, cfg): (video, split)
                        for video, shard, split, text in jobs}
             for future in as_completed(futures):

@@ -84,6 +84,7 @@ def render(model, clip, tokens) -> np.ndarray:
     return torch.stack([clip["vae"].decode_uint8(latents[p]) for p in range(2)]).numpy()  # [P,T,h,w,3]
 
 
+@pytest.mark.slow  # about 5 minutes; run with `python -m pytest -m slow`
 @pytest.mark.xfail(strict=False, reason="KNOWN REGRESSION, open: since the training changes of issue 16 (position "
                    "gaps, per-person noise, their RNG draws) this fixed 300-step run reaches 16.6-17.8 dB (was 19.7), "
                    "below a still frame's 18.6; at 400 steps 19.2 dB but the swap no longer costs anything")

@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure-cpu", action="store_true",
                         help="with --memory: also run one real training step of real-0.5b at full size on this CPU "
                              "(minutes, ~14 GB RAM) and put its peak RSS beside the estimate")
+    parser.add_argument("--infer", action="store_true",
+                        help="measured here: real-time factor of the bundled (or --checkpoint) inference on "
+                             "examples/, with the full VAE decoder and with --fast-decoder, in one run")
+    parser.add_argument("--checkpoint", default=None, help="inference folder for --infer (default: bundled)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio generated per --infer run")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results as JSON ({'params': {...}, 'decoder_flops': {...}, "
                              "'flops': {...}})")
@@ -38,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from dyadgen.bench import flops_per_second, parameter_counts
     from dyadgen.errors import UserError
 
-    if not (args.params or args.flops or args.memory):
-        raise UserError("dyadgen bench: choose what to measure: --params, --flops and/or --memory")
+    if not (args.params or args.flops or args.memory or args.infer):
+        raise UserError("dyadgen bench: choose what to measure: --params, --flops, --memory and/or --infer")
     given = args.config is not None or args.preset is not None
     if not given:
         args.preset = "real"
@@ -68,10 +73,47 @@ def run(args: argparse.Namespace) -> int:
         taef1 = f", {rt['x_taef1']:.2f}x with TAEF1" if "x_taef1" in rt else ""
         print(f"projected on {rt['gpu_tflops']:.0f} TFLOP/s at {rt['utilisation']:.0%}: {rt['x']:.2f}x real time "
               f"with the full VAE decode{taef1}")
+    if args.infer:
+        result["infer"] = infer_report(args.checkpoint, args.seconds)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     return 0
+
+
+def infer_report(checkpoint, seconds: float) -> dict:
+    """Measured: seconds of video per second of wall time, full decoder vs fast decoder, alternating runs
+    (full, fast, full, fast) so that load on a shared machine hits both alike; the ratio is the figure."""
+    import time
+    from pathlib import Path
+
+    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+
+    pipe = DyadGenPipeline.from_pretrained(checkpoint)
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    left, right = examples / "left.wav", examples / "right.wav"
+    d = pipe.folder.config.infer
+    times: dict[str, list[float]] = {"full": [], "fast": []}
+    modes = ["full", "fast"] if pipe.folder.vae.fast_decoder is not None else ["full"]
+    pipe.frames(left, right, options=InferOptions(steps=d.steps, guidance=d.guidance, max_seconds=1.0,
+                                                 progress=False))  # warm-up
+    for _ in range(2):
+        for mode in modes:
+            opt = InferOptions(steps=d.steps, guidance=d.guidance, context_noise=d.context_noise,
+                               max_seconds=seconds, progress=False, fast_decoder=mode == "fast")
+            start = time.perf_counter()
+            frames = pipe.frames(left, right, options=opt)
+            times[mode].append(time.perf_counter() - start)
+    video_s = frames.shape[1] / 25
+    out = {"device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."), "video_seconds": video_s}
+    print(f"inference, measured on {pipe.device} ({out['dtype']}), {video_s:.1f} s of video, best of 2 runs each:")
+    for mode in modes:
+        out[f"rtf_{mode}"] = video_s / min(times[mode])
+        print(f"  {mode + ' decoder':14s} {out[f'rtf_{mode}']:.2f}x real time")
+    if "fast" in modes:
+        out["speedup_fast"] = out["rtf_fast"] / out["rtf_full"]
+        print(f"  --fast-decoder is {out['speedup_fast']:.2f}x as fast (the ratio is the figure to compare)")
+    return out
 
 
 def memory_report(cfg, budget_gib: float, measure_cpu: bool) -> dict:

@@ -14,6 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="SHARDS", help="shard folder (default: data.shards of the config)")
     parser.add_argument("--workers", type=int, default=None,
                         help="videos encoded at once, in separate processes (default: data.preprocess_workers)")
+    parser.add_argument("--device", default="auto",
+                        help="where the frozen encoders run: auto (default: the GPU when there is one), cpu, cuda:N")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="precision of the VAE encoder (auto: bf16 on a GPU, fp32 on the CPU; latents are "
+                             "stored in bf16 either way); the audio tokenizer stays fp32")
     add_config_arguments(parser)
 
 
@@ -25,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     root, out = args.data or cfg.data.root, args.out or cfg.data.shards
     if not root or not out:
         raise UserError("preprocess needs --data ROOT and --out SHARDS (or data.root / data.shards in the config)")
-    s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers)
+    from dyadgen.devices import pick_device, pick_dtype
+
+    pick_dtype(args.dtype, pick_device(args.device))  # a request the machine cannot run fails before any work
+    s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers, device=args.device,
+                   dtype=args.dtype)
     print(f"wrote {s.samples} samples from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already done; "
           f"{s.centre_crops} person-clips centre-cropped (no face found); {s.skipped_clips} turn clips skipped "
           f"(shorter than a window or misaligned); skipped {len(s.skipped)} videos")

@@ -110,7 +110,14 @@ class VideoVAE(nn.Module):
 
 def load_fast_decoder(name: str | os.PathLike) -> nn.Module:
     """An AutoencoderTiny (TAEF1, or a tiny one distilled for a small VAE) from a folder or Hub name."""
-    return _load_diffusers("AutoencoderTiny", str(name), "").eval().requires_grad_(False)
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # diffusers warns about a config key of its own on every AutoencoderTiny load
+    try:
+        return _load_diffusers("AutoencoderTiny", str(name), "").eval().requires_grad_(False)
+    finally:
+        logging.set_verbosity(level)
 
 
 def _load_diffusers(class_name: str, name: str, subfolder: str) -> nn.Module:
