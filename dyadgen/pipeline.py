@@ -196,5 +196,5 @@ class DyadGenPipeline:
             bar.close()
         return paths
 
-    def _pixels(self, latents: torch.Tensor, fast: bool) -> np.ndarray:
+    def _pixels(self, latents: torch.Tensor, fast: bool = False) -> np.ndarray:
         return self.folder.vae.decode_uint8(latents, fast=fast).numpy()  # [t,H,W,3], decoded on the device

@@ -19,6 +19,7 @@ and reported with their reason.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections import Counter
@@ -49,6 +50,17 @@ class Summary:
     skipped_clips: int = 0  # turn clips (of videos without a raw video) too short or misaligned
     skipped: list[tuple[str, str]] = field(default_factory=list)
     splits: Counter = field(default_factory=Counter)
+
+    def record(self, video: Video, split: str, result: dict) -> None:
+        """Count one video's result (from _process_video): its samples, or why it was skipped."""
+        if "skipped" in result:
+            self.skipped.append((str(video.folder), result["skipped"]))
+            return
+        self.videos += 1
+        self.samples += result["samples"]
+        self.splits[split] += result["samples"]
+        self.centre_crops += result["centre_crops"]
+        self.skipped_clips += result["skipped_clips"]
 
 
 def video_labels(video: Video, num_frames: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -223,23 +235,58 @@ def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGe
     return {"samples": n, "centre_crops": encoded["centre_crops"], "skipped_clips": encoded["skipped_clips"]}
 
 
+def storage_per_hour(cfg: DyadGenConfig) -> dict[str, float]:
+    """Bytes the shards take per hour of video at the config's size: both people's bf16 latents for
+    every frame, times the windows' overlap (each window stores its own frames, so with a stride of half
+    a window every latent is stored twice), plus the int64 audio codes."""
+    f = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    c, h, w = cfg.vae.latent_channels, cfg.data.height // f, cfg.data.width // f
+    overlap = cfg.data.window_steps / cfg.data.window_stride_steps
+    frames = 25 * 3600 * 2  # both people
+    latents = frames * c * h * w * 2 * overlap
+    return {"bytes": latents + frames * 8 * overlap, "overlap": overlap, "latent_shape": (c, h, w)}
+
+
+def shard_of(video_name: str, num_shards: int) -> int:
+    """Which of ``num_shards`` preprocessing processes encodes a video: a hash of its name, so every
+    process (on any node) agrees without talking to the others, and the split stays the same when the
+    list of videos grows."""
+    return int.from_bytes(hashlib.sha256(video_name.encode()).digest()[:8], "big") % num_shards
+
+
 def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConfig, *,
-               workers: int = 1, progress: bool = True, device: str = "cpu", dtype: str = "fp32") -> Summary:
+               workers: int = 1, progress: bool = True, device: str = "cpu", dtype: str = "fp32",
+               shard_index: int = 0, num_shards: int = 1) -> Summary:
     """Encode every video of ``root`` into ``<out>/<split>/<video>.tar``; videos whose shard exists are
     skipped (resume). With ``workers`` > 1 videos are encoded in that many processes, the CPU
-    threads shared between them."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
+    threads shared between them. With ``num_shards`` > 1 this process takes only the videos of
+    ``shard_index`` (``shard_of``): run one per node of a job array, or per process of ``torchrun`` /
+    ``accelerate launch``. Every process rewrites the manifest from all finished shards when it ends,
+    so the last one to finish leaves the whole index."""
     from tqdm.auto import tqdm
 
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"--shard-index {shard_index}: must be in 0 .. {num_shards - 1} (--num-shards {num_shards})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index = index_dataset(root, script_json=cfg.data.script_json, video_to_dialogue=cfg.data.video_to_dialogue)
     summary = Summary(skipped=list(index.problems))
+    jobs = _jobs(index, out, cfg, summary, shard_index, num_shards)
+    with tqdm(total=len(jobs), desc="preprocess", disable=not progress) as bar:
+        for video, split, result in _encode_all(jobs, cfg, workers, device, dtype):
+            summary.record(video, split, result)
+            bar.update(1)
+    _write_manifest(out, cfg)
+    return summary
+
+
+def _jobs(index, out: Path, cfg: DyadGenConfig, summary: Summary, shard_index: int, num_shards: int) -> list:
+    """(video, shard path, split, topic text) of this process's videos that have no shard yet."""
     splitter = Splitter(cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.actor_map)
     jobs = []
     for video in index.videos:
+        if num_shards > 1 and shard_of(video.name, num_shards) != shard_index:
+            continue
         try:
             split = splitter(video.name, video.dialogue_id)
         except UserError as err:
@@ -250,36 +297,35 @@ def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConf
             summary.resumed += 1
             continue
         shard.parent.mkdir(exist_ok=True)
-        text = index.scripts.get(video.dialogue_id, {}).get("topic_label", "")
-        jobs.append((video, shard, split, text))
+        jobs.append((video, shard, split, index.scripts.get(video.dialogue_id, {}).get("topic_label", "")))
+    return jobs
 
-    def record(video: Video, split: str, result: dict) -> None:
-        if "skipped" in result:
-            summary.skipped.append((str(video.folder), result["skipped"]))
-            return
-        summary.videos += 1
-        summary.samples += result["samples"]
-        summary.splits[split] += result["samples"]
-        summary.centre_crops += result["centre_crops"]
-        summary.skipped_clips += result["skipped_clips"]
 
-    bar = tqdm(total=len(jobs), desc="preprocess", disable=not progress)
+def _encode_all(jobs: list, cfg: DyadGenConfig, workers: int, device: str, dtype: str):
+    """Yield (video, split, result) as each job finishes, here or in ``workers`` processes."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     if workers <= 1:
-        _Encoders.load(cfg, device=device, dtype=dtype)
+        if jobs:
+            _Encoders.load(cfg, device=device, dtype=dtype)
         for video, shard, split, text in jobs:
-            record(video, split, _process_video(video, shard, split, text, cfg))
-            bar.update(1)
-    elif jobs:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_Encoders.load,
-                                 initargs=(cfg, threads, device, dtype)) as pool:
-            futures = {pool.submit(_process_video, video, shard, split, text, cfg): (video, split)
-                       for video, shard, split, text in jobs}
-            for future in as_completed(futures):
-                video, split = futures[future]
-                record(video, split, future.result())
-                bar.update(1)
-    bar.close()
+            yield video, split, _process_video(video, shard, split, text, cfg)
+        return
+    if not jobs:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_Encoders.load,
+                             initargs=(cfg, threads, device, dtype)) as pool:
+        futures = {pool.submit(_process_video, video, shard, split, text, cfg): (video, split)
+                   for video, shard, split, text in jobs}
+        for future in as_completed(futures):
+            video, split = futures[future]
+            yield video, split, future.result()
+
+
+def _write_manifest(out: Path, cfg: DyadGenConfig) -> None:
+    """Index every finished shard of ``out`` (all processes' so far), with the shapes a trainer needs."""
     if _Encoders.vae is None:
         _Encoders.load(cfg)
     tokenizer, vae = _Encoders.tokenizer, _Encoders.vae
@@ -288,4 +334,3 @@ def preprocess(root: str | os.PathLike, out: str | os.PathLike, cfg: DyadGenConf
                          "num_audio_codes": tokenizer.num_codes, "window_frames": cfg.data.window_steps
                          * cfg.model.chunk_frames, "audio_margin": list(audio_margin(cfg.decoder, cfg.model)),
                          "config": cfg.to_dict()})
-    return summary

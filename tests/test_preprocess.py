@@ -139,3 +139,24 @@ def test_a_window_read_from_a_shard_has_the_audio_conditions_of_the_same_frames_
     # without the stored context the window's first frames would see padding where the partner spoke
     first = windows[2]
     assert not torch.equal(model.frame_audio(first["tokens"]), model.frame_audio(whole)[:, 2 * T: 3 * T])
+
+
+def test_parts_of_a_job_array_cover_every_video_once_and_leave_one_manifest(corpus, tmp_path):
+    import json
+
+    from dyadgen.config import load_config
+    from dyadgen.errors import UserError
+    from dyadgen.preprocess import preprocess, shard_of
+
+    names = [f"video_{i:05d}" for i in range(2000)]
+    parts = [shard_of(n, 4) for n in names]
+    assert set(parts) == {0, 1, 2, 3} and max(parts.count(k) for k in range(4)) < 600  # about 500 each
+    root, overrides = corpus
+    cfg = load_config(preset_name="tiny", overrides=overrides)
+    out = tmp_path / "array"
+    done = [preprocess(root / "synth", out, cfg, progress=False, shard_index=i, num_shards=2) for i in (0, 1)]
+    assert sum(s.videos for s in done) == 2 and all(s.resumed == 0 for s in done)  # each video encoded once
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sum(len(shards) for shards in manifest["splits"].values()) == 2  # the last part indexes both
+    with pytest.raises(UserError, match="shard-index"):
+        preprocess(root / "synth", out, cfg, progress=False, shard_index=2, num_shards=2)

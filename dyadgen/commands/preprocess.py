@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="precision of the VAE encoder (auto: bf16 on a GPU, fp32 on the CPU; latents are "
                              "stored in bf16 either way); the audio tokenizer stays fp32")
+    parser.add_argument("--shard-index", type=int, default=None, metavar="I",
+                        help="encode only the videos of part I of --num-shards (default: RANK under torchrun / "
+                             "accelerate launch, else 0)")
+    parser.add_argument("--num-shards", type=int, default=None, metavar="N",
+                        help="split the video list into N parts, one per process or job-array task (default: "
+                             "WORLD_SIZE under torchrun / accelerate launch, else 1)")
     add_config_arguments(parser)
 
 
@@ -33,11 +39,32 @@ def run(args: argparse.Namespace) -> int:
     from dyadgen.devices import pick_device, pick_dtype
 
     pick_dtype(args.dtype, pick_device(args.device))  # a request the machine cannot run fails before any work
-    s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers, device=args.device,
-                   dtype=args.dtype)
+    import os
+
+    num_shards = args.num_shards if args.num_shards is not None else int(os.environ.get("WORLD_SIZE", 1))
+    shard_index = args.shard_index if args.shard_index is not None else int(os.environ.get("RANK", 0))
+    device = args.device
+    if device == "auto" and num_shards > 1 and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}" if _has_cuda() else "cpu"  # one GPU per launched process
+    from dyadgen.preprocess import storage_per_hour
+
+    need = storage_per_hour(cfg)
+    c, h, w = need["latent_shape"]
+    print(f"shards take about {need['bytes'] / 1e9:.1f} GB per hour of video: latents [{c},{h},{w}] per person "
+          f"and frame in bf16, each stored {need['overlap']:g} times by the overlapping windows")
+    s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers, device=device,
+                   dtype=args.dtype, shard_index=shard_index, num_shards=num_shards)
+    if num_shards > 1:
+        print(f"part {shard_index} of {num_shards} (videos by a hash of their name)")
     print(f"wrote {s.samples} samples from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already done; "
           f"{s.centre_crops} person-clips centre-cropped (no face found); {s.skipped_clips} turn clips skipped "
           f"(shorter than a window or misaligned); skipped {len(s.skipped)} videos")
     for path, reason in s.skipped:
         print(f"  skipped {path}: {reason}")
     return 0
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
