@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dyadgen.eval.networks.frozen_bn import FrozenBN
 from dyadgen.eval.weights import load_into, load_state_dict
 
 SIZE = 224  # the frame side FVD feeds I3D
@@ -42,26 +43,6 @@ def _max_pool(x: Tensor, kernel: Triple, stride: Triple) -> Tensor:
     return F.max_pool3d(_same_pad(x, kernel, stride), kernel, stride)  # [N,C,ceil(T/st),ceil(H/sh),ceil(W/sw)]
 
 
-class _FrozenBN(nn.Module):
-    """BatchNorm that always normalizes with its stored statistics, so features do not depend on the
-    module's mode or the batch. ``counter``: whether the state dict holds BatchNorm's
-    ``num_batches_tracked``; rgb_imagenet.pt was written by PyTorch 0.3 (the repository's README), before
-    that buffer existed, so by default it is kept out."""
-
-    def __init__(self, channels: int, counter: bool, eps: float = 1e-3) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_var", torch.ones(channels))
-        if counter:
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-
-
 class _Unit(nn.Module):
     """pytorch-i3d's Unit3D: SAME-padded bias-free Conv3d, BatchNorm (eps 1e-3) and ReLU."""
 
@@ -70,7 +51,7 @@ class _Unit(nn.Module):
         super().__init__()
         self.kernel, self.stride = kernel, stride
         self.conv3d = nn.Conv3d(cin, cout, kernel, stride=stride, bias=False)
-        self.bn = _FrozenBN(cout, counter)
+        self.bn = FrozenBN(cout, counter=counter)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.bn(self.conv3d(_same_pad(x, self.kernel, self.stride))))

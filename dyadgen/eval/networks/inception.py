@@ -16,29 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dyadgen.eval.networks.frozen_bn import FrozenBN
 from dyadgen.eval.weights import load_into
 
 SIZE = 299  # the input side the TF graph was trained at; pytorch-fid resizes every image to it
 FEATURES = 2048
 CLASSES = 1008  # the 2015 TF graph's classifier width (1000 ImageNet classes + 8 unused)
-
-
-class _FrozenBN(nn.Module):
-    """BatchNorm that always normalizes with its stored statistics: a metric network must give the same
-    features in train and eval mode and for a batch of one. The parameter names are BatchNorm's, counter
-    included, because the weights file holds them."""
-
-    def __init__(self, channels: int, eps: float = 1e-3) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_var", torch.ones(channels))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
 class _Conv(nn.Module):
@@ -48,7 +31,7 @@ class _Conv(nn.Module):
                  padding: int | tuple[int, int] = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = _FrozenBN(cout)
+        self.bn = FrozenBN(cout)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.bn(self.conv(x)))
