@@ -47,11 +47,13 @@ class DataConfig:
     width: int = 112
     window_steps: int = 16  # a training window is this many chunk steps (window_steps * C frames)
     window_stride_steps: int = 8  # hop between consecutive windows of one video
-    num_refs: int = 4  # candidate reference latents stored per person; one is drawn per sample
+    num_refs: int = 1  # reference latents stored per person from every block; a window draws one outside it
     val_fraction: float = 0.05  # held-out dialogues by hash of the dialogue id
     test_fraction: float = 0.05
     actor_map: str = ""  # optional json {video_name: {"left": actor, "right": actor}} for unseen-actor splits
     num_workers: int = 0  # dataloader workers per rank
+    shuffle_buffer: int = 64  # windows mixed by the shuffle buffer the shards stream through
+    read_cache_mib: int = 0  # latent blocks kept per loader process (0: enough for the buffer, -1: none)
     preprocess_workers: int = 1  # videos encoded at once by `dyadgen preprocess` (its --workers)
     max_bad_fraction: float = 0.01  # training stops past this share of unreadable training samples ...
     max_bad_samples: int = -1  # ... or past this many (-1: no count limit)

@@ -1,27 +1,30 @@
-"""`dyadgen preprocess`: a dataset root -> webdataset shards of fixed-length windows, through the
-frozen encoders, run once (encode once, train many times).
+"""`dyadgen preprocess`: a dataset root -> one webdataset shard per video, through the frozen
+encoders, run once (encode once, train many times).
 
-Per video: decode the raw side-by-side video at 25 fps (or, without it, each turn clip by its own
-timestamps), crop both people by the shared crop rule, encode the frames with the VAE and each
-person's own track with the audio tokenizer, then cut windows of ``data.window_steps *
-model.chunk_frames`` frames every ``data.window_stride_steps`` chunks; windows may span several
-turns. Each window keeps the audio tokens the model reads around it (the partner's past, the own
-lookahead: ``tokens_before`` / ``tokens_after``, padding code beyond the segment), so training sees
-at a window's edges the audio that generation sees there. Each window also gets K reference
-latents per person drawn from frames of the same video and side outside the window, who speaks
-when (the timeline of the two diarization logs) and each person's emotion per frame (from the
-script line matched to their turn; it holds until their next turn; -1 where unknown).
+Per video: decode the raw side-by-side video at 25 fps a few frames at a time (or, without it,
+each turn clip by its own timestamps), crop both people by the shared crop rule (one face box per
+person from five frames spread over the video), encode the frames with the VAE and each person's
+own track with the audio tokenizer, and write the latents in blocks of ``data.window_stride_steps *
+model.chunk_frames`` frames as they come (dyadgen.data.windows): memory is flat in the video's
+length and every latent is stored once. Training windows of ``data.window_steps * model.chunk_frames``
+frames start at every block and are index ranges into the video (they may span several turns); the
+loader takes the audio codes around a window (the partner's past, the own lookahead) from the
+video's codes, so training sees at a window's edges the audio that generation sees there. Each
+video also stores who speaks when (the timeline of the two diarization logs), each person's emotion
+per frame (from the script line matched to their turn; it holds until their next turn; -1 where
+unknown), and a pool of reference latents (``data.num_refs`` frames of every block).
 
-One shard per video, ``<out>/<split>/<video>.tar``, written atomically: a killed run resumes by
-skipping finished shards, and no half-written shard is ever read. Bad videos are skipped, counted
-and reported with their reason.
+One shard per video, ``<out>/<split>/<video>.tar``, written as it is encoded under a hidden name and
+renamed when complete: a killed run resumes by skipping finished shards, and no half-written shard
+is ever read. Bad videos (unreadable, even halfway through) are skipped, counted and reported with
+their reason, and nothing of them is left on disk. ``--shard-index/--num-shards`` (or RANK and
+WORLD_SIZE under torchrun / accelerate launch) split the videos across processes and nodes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +32,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dyadgen.clock import SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.clock import FPS, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.config import DyadGenConfig, audio_margin
-from dyadgen.data.clips import Span, check_against_segment, crop_people, decode_frames, grid_frames, read_span
+from dyadgen.data.clips import (
+    Span,
+    check_against_segment,
+    crop_people,
+    frame_count,
+    grid_frames,
+    read_span,
+    sample_frames,
+    split_people,
+    stream_frames,
+)
+from dyadgen.data.crop import clip_box
 from dyadgen.data.emotions import emotion_id
 from dyadgen.data.layout import SIDES
-from dyadgen.data.shards import write_manifest, write_shard
+from dyadgen.data.shards import ShardWriter, write_manifest
 from dyadgen.data.socioemodialog import Clip, Video, index_dataset
 from dyadgen.data.splits import Splitter
+from dyadgen.data.windows import VideoWriter
 from dyadgen.errors import UserError
 from dyadgen.io.audio import load_audio, load_stereo
 
@@ -77,41 +92,76 @@ def video_labels(video: Video, num_frames: int, first: int = 0) -> tuple[np.ndar
     return speaking, emotion
 
 
-def _encode(frames: np.ndarray, audio: list[np.ndarray], cfg: DyadGenConfig, tokenizer, vae) -> dict:
-    """Side-by-side frames [T,H,W,3] and the two tracks -> tokens [P,T], latents [P,T,c,h,w]."""
-    T = len(frames)
-    people, boxes = crop_people(frames, (cfg.data.height, cfg.data.width))  # [P,T,3,h,w]
-    tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]).cpu() for a in audio])  # [P,T]
-    pixels = torch.from_numpy(people).float() / 127.5 - 1  # [P,T,3,h,w] in [-1,1]
-    latents = torch.stack([vae.encode(pixels[p]).cpu() for p in range(2)])  # [P,T,c,h,w], encoded on the device
-    return {"tokens": tokens, "latents": latents, "centre_crops": sum(b is None for b in boxes)}
+def _encode_people(frames: np.ndarray, boxes: list, cfg: DyadGenConfig, vae) -> torch.Tensor:
+    """Side-by-side frames uint8 [n,H,W,3] -> latents [P,n,c,h,w], cropped by ``boxes``, each person
+    encoded on the VAE's device in its ``encode_batch``."""
+    people, _ = crop_people(frames, (cfg.data.height, cfg.data.width), boxes)  # uint8 [P,n,3,h,w]
+    return torch.stack([vae.encode(torch.from_numpy(people[p]).float() / 127.5 - 1).cpu() for p in range(2)])
 
 
-def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae) -> dict:
-    """A video through the encoders: ``segments``, each with tokens [P,T], latents [P,T,c,h,w],
-    speaking [P,T], emotion [P,T] and a name. From the raw video: one segment, the whole video, with
-    each person's `_mute` wav (else the raw stereo track). From turn clips only: one segment per clip,
-    its frames and both people's audio from the clip itself on the video's timeline, cross-checked
-    against the wav segments; clips shorter than a window or unreadable are skipped and counted."""
+class _Blocks:
+    """Collects latents [P,n,c,h,w] as they are encoded and hands each full block of B frames to the
+    video's writer, so at most one block is held."""
+
+    def __init__(self, out: VideoWriter, block_frames: int):
+        self.out, self.B, self.held, self.frames = out, block_frames, [], 0
+
+    def add(self, latents: torch.Tensor) -> None:
+        self.held.append(latents)
+        self.frames += latents.shape[1]
+        while sum(x.shape[1] for x in self.held) >= self.B:
+            joined = torch.cat(self.held, dim=1)
+            self.out.block(joined[:, : self.B])
+            self.held = [joined[:, self.B:]]
+
+    def flush(self) -> None:
+        rest = torch.cat(self.held, dim=1) if self.held else None
+        if rest is not None and rest.shape[1]:
+            self.out.block(rest)
+        self.held = []
+
+
+def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoWriter, meta: dict) -> dict:
+    """A video through the encoders into its shard: segments of tokens [P,T], speaking [P,T],
+    emotion [P,T] and latent blocks [P,B,c,h,w]. From the raw video: one segment, the whole video,
+    decoded and encoded ``vae.encode_batch`` frames at a time (memory flat in its length), with each
+    person's `_mute` wav (else the raw stereo track). From turn clips only: one segment per clip, its
+    frames and both people's audio from the clip itself on the video's timeline, cross-checked against
+    the wav segments; clips shorter than a window or unreadable are skipped and counted."""
     window = cfg.model.chunk_frames * cfg.data.window_steps
     if video.raw_video is None:
-        return _encode_turn_clips(video, cfg, tokenizer, vae, window)
+        return _encode_turn_clips(video, cfg, tokenizer, vae, window, out, meta)
     if len(video.channel_wavs) == 2:
         audio = [load_audio(video.channel_wavs[side]) for side in SIDES]
     else:
         audio = list(load_stereo(video.raw_video))
-    frames = decode_frames(video.raw_video)  # [T,H,W,3]
-    T = min(len(frames), *(frames_for_samples(len(a)) for a in audio))
+    T = min(frame_count(video.raw_video), *(frames_for_samples(len(a)) for a in audio))
     if T < window:
         raise UserError(f"{video.raw_video}: {T} frames, shorter than one training window")
-    segment = _encode(frames[:T], audio, cfg, tokenizer, vae)
-    speaking, emotion = video_labels(video, T)
-    segment.update(name="", first=0, speaking=torch.from_numpy(speaking), emotion=torch.from_numpy(emotion))
-    return {"segments": [segment], "centre_crops": segment.pop("centre_crops"), "skipped_clips": 0}
+    probes = [int(i) for i in np.linspace(0, T - 1, 5)]
+    boxes = [clip_box(list(person)) for person in split_people(np.stack(sample_frames(video.raw_video, probes)))]
+    tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]).cpu() for a in audio])  # [P,T]
+    del audio
+    blocks = _Blocks(out, cfg.data.window_stride_steps * cfg.model.chunk_frames)
+    out.begin()
+    for frames in stream_frames(video.raw_video, max(1, cfg.vae.encode_batch)):
+        frames = frames[: T - blocks.frames]
+        if len(frames):
+            blocks.add(_encode_people(frames, boxes, cfg, vae))
+    blocks.flush()
+    if blocks.frames < T - FPS:  # the header promised more: a truncated or damaged file
+        raise UserError(f"{video.raw_video}: decoding stopped at frame {blocks.frames} of {T} (truncated or damaged)")
+    if blocks.frames < window:
+        raise UserError(f"{video.raw_video}: {blocks.frames} frames decoded, shorter than one training window")
+    speaking, emotion = video_labels(video, blocks.frames)
+    out.end(tokens[:, : blocks.frames], torch.from_numpy(speaking), torch.from_numpy(emotion),
+            {**meta, "clip": "", "first": 0})
+    return {"centre_crops": sum(b is None for b in boxes), "skipped_clips": 0}
 
 
-def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int) -> dict:
-    segments, centre_crops, skipped = [], 0, 0
+def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int, out: VideoWriter,
+                       meta: dict) -> dict:
+    centre_crops, skipped = 0, 0
     for clip in video.clips:
         if clip.start is None:  # no left log says when it was
             skipped += 1
@@ -124,15 +174,21 @@ def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window:
         if len(span.frames) < window:
             skipped += 1
             continue
-        segment = _encode(span.frames, list(span.audio), cfg, tokenizer, vae)
-        centre_crops += segment.pop("centre_crops")
+        boxes = [clip_box(list(person)) for person in split_people(span.frames)]
+        centre_crops += sum(b is None for b in boxes)
+        tokens = torch.stack([tokenizer.encode(a[: len(span.frames) * SAMPLES_PER_FRAME]).cpu()
+                              for a in span.audio])  # [P,T]
+        blocks = _Blocks(out, cfg.data.window_stride_steps * cfg.model.chunk_frames)
+        out.begin()
+        for a in range(0, len(span.frames), max(1, cfg.vae.encode_batch)):
+            blocks.add(_encode_people(span.frames[a: a + cfg.vae.encode_batch], boxes, cfg, vae))
+        blocks.flush()
         speaking, emotion = video_labels(video, len(span.frames), span.first)
-        segment.update(name=clip.path.stem, first=span.first, speaking=torch.from_numpy(speaking),
-                       emotion=torch.from_numpy(emotion))
-        segments.append(segment)
-    if not segments:
+        out.end(tokens, torch.from_numpy(speaking), torch.from_numpy(emotion),
+                {**meta, "clip": clip.path.stem, "first": span.first})
+    if not out.segments:
         raise UserError(f"{video.folder}: no raw video and no usable turn clip ({skipped} skipped)")
-    return {"segments": segments, "centre_crops": centre_crops, "skipped_clips": skipped}
+    return {"centre_crops": centre_crops, "skipped_clips": skipped}
 
 
 def read_clip(video: Video, clip: Clip) -> Span:
@@ -145,62 +201,6 @@ def read_clip(video: Video, clip: Clip) -> Span:
         if clip.start - 0.05 <= turn.start and turn.end <= clip.end + 0.05 and wav is not None and wav.is_file():
             check_against_segment(clip.path, span, SIDES.index(turn.side), load_audio(wav), turn.start)
     return span
-
-
-def windows(num_frames: int, length: int, stride: int) -> list[int]:
-    return list(range(0, num_frames - length + 1, stride))
-
-
-def context_tokens(tokens: torch.Tensor, start: int, end: int, pre: int, post: int, pad: int):
-    """The ``pre`` tokens before frame ``start`` and the ``post`` from frame ``end`` of tokens [P,T],
-    long [P,pre] and [P,post], the padding code ``pad`` where they fall outside."""
-    P, T = tokens.shape
-    before = torch.full((P, pre), pad, dtype=torch.long)
-    after = torch.full((P, post), pad, dtype=torch.long)
-    a = max(0, start - pre)
-    before[:, pre - (start - a):] = tokens[:, a:start]
-    b = min(T, end + post)
-    after[:, : b - end] = tokens[:, end:b]
-    return before, after
-
-
-def video_samples(video: Video, encoded: dict, cfg: DyadGenConfig, text: str, split: str, pad: int):
-    """(key, tensors, meta) for each window of each segment of one video; the K references per
-    person come from frames of the same video and side outside the window; ``pad``: the tokenizer's
-    padding code."""
-    C = cfg.model.chunk_frames
-    pre, post = audio_margin(cfg.decoder, cfg.model)
-    length, stride = cfg.data.window_steps * C, cfg.data.window_stride_steps * C
-    segments = encoded["segments"]
-    pool = torch.cat([seg["latents"] for seg in segments], dim=1) if len(segments) > 1 else segments[0]["latents"]
-    rng = np.random.default_rng(zlib.crc32(video.name.encode()))  # the same refs on every run
-    offset = 0
-    for seg in segments:
-        T = seg["tokens"].shape[1]
-        for start in windows(T, length, stride):
-            a, b = offset + start, offset + start + length
-            outside = np.concatenate([np.arange(0, a), np.arange(b, pool.shape[1])])
-            if outside.size == 0:
-                outside = np.arange(pool.shape[1])
-            K = cfg.data.num_refs
-            picks = torch.from_numpy(rng.choice(outside, size=K, replace=outside.size < K))
-            sl = slice(start, start + length)
-            before, after = context_tokens(seg["tokens"].long(), start, start + length, pre, post, pad)
-            tensors = {
-                "tokens": seg["tokens"][:, sl].long(),  # [P,T]
-                "tokens_before": before,  # [P,pre]
-                "tokens_after": after,  # [P,post]
-                "latents": seg["latents"][:, sl].to(torch.bfloat16),  # [P,T,c,h,w]
-                "refs": pool[:, picks].to(torch.bfloat16),  # [P,K,c,h,w]
-                "speaking": seg["speaking"][:, sl].to(torch.uint8),  # [P,T]
-                "emotion": seg["emotion"][:, sl].long(),  # [P,T]
-                "mask": torch.ones(length, dtype=torch.bool),  # [T]
-            }
-            meta = {"video": video.name, "dialogue": video.dialogue_id, "start": start, "split": split,
-                    "text": text, "clip": seg["name"], "frame": seg["first"] + start}  # frame: in the whole video
-            key = f"{video.name}_{seg['name']}_{start:07d}" if seg["name"] else f"{video.name}_{start:07d}"
-            yield key, tensors, meta
-        offset += T
 
 
 class _Encoders:
@@ -225,26 +225,33 @@ class _Encoders:
 
 
 def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGenConfig) -> dict:
-    """Encode one video and write its shard (atomically). Returns counts or the reason it was skipped."""
+    """Encode one video into its shard (written as it is encoded, renamed into place at the end).
+    Returns counts, or the reason it was skipped (nothing of it is left on disk then)."""
+    meta = {"video": video.name, "dialogue": video.dialogue_id, "split": split, "text": text}
+    window = cfg.model.chunk_frames * cfg.data.window_steps
     try:
-        encoded = encode_video(video, cfg, _Encoders.tokenizer, _Encoders.vae)
+        with ShardWriter(shard) as writer:
+            out = VideoWriter(writer, video.name, window, cfg.data.window_stride_steps * cfg.model.chunk_frames,
+                              cfg.data.num_refs)
+            counts = encode_video(video, cfg, _Encoders.tokenizer, _Encoders.vae, out, meta)
+            record = writer.finish(**out.finish())
     except UserError as err:  # a bad video is skipped and counted, never fatal
         return {"skipped": str(err)}
-    pad = _Encoders.tokenizer.num_codes
-    n = write_shard(shard, list(video_samples(video, encoded, cfg, text, split, pad)))
-    return {"samples": n, "centre_crops": encoded["centre_crops"], "skipped_clips": encoded["skipped_clips"]}
+    return {"samples": record["windows"], **counts}
 
 
 def storage_per_hour(cfg: DyadGenConfig) -> dict[str, float]:
     """Bytes the shards take per hour of video at the config's size: both people's bf16 latents for
-    every frame, times the windows' overlap (each window stores its own frames, so with a stride of half
-    a window every latent is stored twice), plus the int64 audio codes."""
+    every frame, stored once (windows are index ranges into them), the reference pool (``num_refs``
+    frames of every block), and the int64 audio codes, emotions and speaking flags of every frame."""
     f = 2 ** (len(cfg.vae.block_out_channels) - 1)
     c, h, w = cfg.vae.latent_channels, cfg.data.height // f, cfg.data.width // f
-    overlap = cfg.data.window_steps / cfg.data.window_stride_steps
+    block = cfg.data.window_stride_steps * cfg.model.chunk_frames
     frames = 25 * 3600 * 2  # both people
-    latents = frames * c * h * w * 2 * overlap
-    return {"bytes": latents + frames * 8 * overlap, "overlap": overlap, "latent_shape": (c, h, w)}
+    latents = frames * c * h * w * 2
+    refs = latents * min(cfg.data.num_refs, block) / block
+    return {"bytes": latents + refs + frames * (8 + 8 + 1), "latents": latents, "refs": refs,
+            "latent_shape": (c, h, w)}
 
 
 def shard_of(video_name: str, num_shards: int) -> int:
@@ -333,4 +340,5 @@ def _write_manifest(out: Path, cfg: DyadGenConfig) -> None:
     write_manifest(out, {"latent_shape": [c, cfg.data.height // f, cfg.data.width // f],
                          "num_audio_codes": tokenizer.num_codes, "window_frames": cfg.data.window_steps
                          * cfg.model.chunk_frames, "audio_margin": list(audio_margin(cfg.decoder, cfg.model)),
+                         "window_stride": cfg.data.window_stride_steps * cfg.model.chunk_frames,
                          "config": cfg.to_dict()})

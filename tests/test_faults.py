@@ -31,20 +31,23 @@ def _members(shard: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def damaged(train_data, tmp_path_factory) -> tuple[dict[str, Path], set[str]]:
-    """A copy of the training shards with four faults, and the keys of the samples they break."""
+def damaged(train_data, tmp_path_factory) -> tuple[dict[str, Path], dict[str, int]]:
+    """A copy of the training shards with four faults; the members they break, and how many
+    training windows read one of them."""
+    from dyadgen.data.windows import windows_needing
+
     root = tmp_path_factory.mktemp("damaged")
     shutil.copytree(train_data["shards"], root / "shards")
     shards = root / "shards"
     entries = json.loads((shards / "manifest.json").read_text())["splits"]["train"]
-    bad: set[str] = set()
+    bad: list[set[str]] = []
     # an interrupted copy: the first shard cut to half its size
     truncated = shards / entries[0]["path"]
     members, cut = _members(truncated), truncated.stat().st_size // 2
     truncated.write_bytes(truncated.read_bytes()[:cut])
-    bad |= {k for k in entries[0]["keys"] if any(members[f"{k}.{ext}"][0] + members[f"{k}.{ext}"][1] > cut
-                                                 for ext in ("safetensors", "json"))}
-    # bit rot in the second shard: 64 bytes inside one blob's JSON header, 16 inside another's tensor data
+    bad.append({k for k in entries[0]["keys"] if any(members[f"{k}.{ext}"][0] + members[f"{k}.{ext}"][1] > cut
+                                                     for ext in ("safetensors", "json") if f"{k}.{ext}" in members)})
+    # bit rot in the second shard: 64 bytes inside one latent block's JSON header, 16 inside another's tensor data
     rotten = shards / entries[1]["path"]
     members, data = _members(rotten), bytearray(rotten.read_bytes())
     header_key, tensor_key = entries[1]["keys"][1], entries[1]["keys"][2]
@@ -54,25 +57,26 @@ def damaged(train_data, tmp_path_factory) -> tuple[dict[str, Path], set[str]]:
     at += 8 + int.from_bytes(data[at: at + 8], "little") + 40  # past the 8-byte length and the header
     data[at: at + 16] = bytes(b ^ 0xFF for b in data[at: at + 16])
     rotten.write_bytes(bytes(data))
-    bad |= {header_key, tensor_key}
+    bad.append({header_key, tensor_key})
     # a shard that never arrived
     (shards / entries[2]["path"]).unlink()
-    bad |= set(entries[2]["keys"])
-    return {"shards": shards, "tokenizer": train_data["tokenizer"]}, bad
+    bad.append(set(entries[2]["keys"]))
+    lost = sum(windows_needing(entry, keys) for entry, keys in zip(entries, bad, strict=False))
+    return {"shards": shards, "tokenizer": train_data["tokenizer"]}, {"members": set().union(*bad), "windows": lost}
 
 
-def test_verify_shards_names_every_bad_shard_and_sample(train_data, damaged, capsys):
+def test_verify_shards_names_every_bad_shard_and_member(train_data, damaged, capsys):
     data, bad = damaged
     assert main(["verify-shards", str(train_data["shards"])]) == 0
     assert "0 bad shards" in capsys.readouterr().out
     assert main(["verify-shards", str(data["shards"]), "--json", str(data["shards"].parent / "report.json")]) == 1
     out = capsys.readouterr().out
-    assert f"3 bad shards, {len(bad)} bad samples" in out
-    assert "bytes, the manifest says" in out and "missing (4 samples)" in out
+    assert f"3 bad shards, {len(bad['members'])} bad members, {bad['windows']} training windows lost" in out
+    assert "bytes, the manifest says" in out and "missing (4 windows)" in out
     assert "checksum mismatch" in out  # the tensor-data flip: only the recorded checksum sees it
-    assert all(f"sample {key}:" in out for key in bad)
+    assert all(f"sample {key}:" in out for key in bad["members"])
     report = json.loads((data["shards"].parent / "report.json").read_text())
-    assert sum(len(r["bad_samples"]) for r in report["bad"]) == len(bad)
+    assert sum(len(r["bad_samples"]) for r in report["bad"]) == len(bad["members"])
 
 
 SAVES = ["train.max_steps=6", "train.save_every=2", *TOLERANT]  # 6 steps of 2 = one epoch: every sample met
@@ -90,13 +94,13 @@ def uninterrupted(damaged, tmp_path_factory) -> tuple[Path, subprocess.Completed
 def test_training_skips_counts_and_names_bad_samples_or_stops_past_the_limit(damaged, uninterrupted, tmp_path):
     data, bad = damaged
     out, done = uninterrupted
-    assert "missing (4 samples)" in done.stdout and "bytes, the manifest says" in done.stdout  # checked at start
+    assert "missing (4 windows)" in done.stdout and "bytes, the manifest says" in done.stdout  # checked at start
     logged = [line for line in done.stdout.splitlines() if "skipped a bad sample in training" in line]
     keys = {line.split("sample ")[-1].split(":")[0] for line in logged}
-    assert keys == bad and len(logged) == len(bad)  # each one named once, with its shard
+    assert keys <= bad["members"] and len(logged) == bad["windows"]  # each window once, with its shard and member
     assert sorted(losses(out)) == [1, 2, 3, 4, 5, 6]  # full batches throughout
     state = json.loads((out / "checkpoints" / "step_0000006" / "train_state.json").read_text())
-    assert len(state["data_states"][0]["bad"]) == len(bad)  # known-bad samples travel with the checkpoint
+    assert len(state["data_states"][0]["bad"]) == bad["windows"]  # known-bad windows travel with the checkpoint
 
     stopped = run_train(train_args(tmp_path / "stops", data, "train.max_steps=6"))  # the default limit: 1 %
     assert stopped.returncode == 2

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dyadgen.data.shards import ShardReader, shard_keys
 from dyadgen.data.synthetic import synthesize
+from dyadgen.data.windows import iter_windows
 from dyadgen.encoders.fitted import FittedTokenizer
 
 # the tiny preset with a random tiny VAE at 64 x 48 pixels: seconds per dialogue on 2 cores
@@ -37,13 +37,15 @@ def preprocess_command(root: Path, out: Path, overrides: list[str], *extra: str)
 
 
 def shard_contents(out: Path) -> dict[str, dict]:
-    reader = ShardReader()
+    """Every window of every shard: the sum of each tensor, and whether it is in the train split."""
+    from dyadgen.data.shards import read_manifest
+
     contents = {}
-    for shard in sorted(out.glob("*/*.tar")):
-        for key in shard_keys(shard):
-            tensors, meta = reader.read(shard, key)
-            contents[key] = {name: t.float().sum().item() for name, t in tensors.items()}
-            contents[key]["split"] = float(meta["split"] == "train")
+    for entries in read_manifest(out)["splits"].values():
+        for entry in entries:
+            for key, tensors, meta in iter_windows(out, entry, pre=24, post=2, pad=16):
+                contents[key] = {name: t.float().sum().item() for name, t in tensors.items()}
+                contents[key]["split"] = float(meta["split"] == "train")
     return contents
 
 
@@ -94,12 +96,14 @@ def test_a_folder_with_only_turn_clips_is_encoded_clip_by_clip(corpus, tmp_path)
     cfg = load_config(preset_name="tiny", overrides=overrides)
     summary = preprocess(clips_only, tmp_path / "shards", cfg, progress=False)
     assert summary.videos == 2 and not summary.skipped
-    contents = shard_contents(tmp_path / "shards")
-    assert contents and all("_000" in key for key in contents)  # keys name their clip
-    reader, shard = ShardReader(), next((tmp_path / "shards").glob("*/*.tar"))
-    tensors, meta = reader.read(shard, shard_keys(shard)[0])
-    assert meta["clip"] and tensors["speaking"].sum(0).max() >= 1  # someone speaks in a turn clip
-    assert tensors["latents"].shape[:2] == (2, 16) and tensors["refs"].shape[:2] == (2, 4)
+    from dyadgen.data.shards import read_manifest
+
+    entries = [e for split in read_manifest(tmp_path / "shards")["splits"].values() for e in split]
+    windows = [w for entry in entries for w in iter_windows(tmp_path / "shards", entry)]
+    assert windows and all(meta["clip"] for _, _, meta in windows)  # each segment names its clip
+    assert len({meta["clip"] for _, _, meta in windows}) > 2
+    assert any(tensors["speaking"].sum(0).max() >= 1 for _, tensors, _ in windows)  # someone speaks in turn clips
+    assert all(t["latents"].shape[:2] == (2, 16) and t["refs"].shape[0] == 2 for _, t, _ in windows)
 
 
 def test_a_window_read_from_a_shard_has_the_audio_conditions_of_the_same_frames_in_a_longer_window(corpus, tmp_path):
@@ -160,3 +164,60 @@ def test_parts_of_a_job_array_cover_every_video_once_and_leave_one_manifest(corp
     assert sum(len(shards) for shards in manifest["splits"].values()) == 2  # the last part indexes both
     with pytest.raises(UserError, match="shard-index"):
         preprocess(root / "synth", out, cfg, progress=False, shard_index=2, num_shards=2)
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_a_video_streamed_in_pieces_is_the_video_decoded_whole(corpus, reader, monkeypatch):
+    import sys
+
+    from dyadgen.data.clips import decode_frames, frame_count, sample_frames, stream_frames
+
+    root, _ = corpus
+    raw = sorted((root / "synth").glob("*_synth.mp4"))[0]
+    if reader == "pyav":
+        monkeypatch.setitem(sys.modules, "decord", None)  # as on a machine without decord's wheel
+    whole = decode_frames(raw)  # [T,H,W,3]
+    pieces = list(stream_frames(raw, 7))
+    assert {len(p) for p in pieces[:-1]} == {7} and len(pieces[-1]) <= 7
+    assert np.array_equal(np.concatenate(pieces), whole)
+    assert frame_count(raw) == len(whole)
+    assert all(np.array_equal(f, whole[i]) for f, i in zip(sample_frames(raw, [0, 40, len(whole) - 1]),
+                                                            [0, 40, len(whole) - 1], strict=True))
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_a_video_that_breaks_halfway_is_skipped_and_the_rest_kept(corpus, tmp_path, reader, monkeypatch):
+    """Three videos; the middle one is cut to half its size (an interrupted copy: it opens, its
+    first frames decode, the rest is gone). Preprocess skips it with a one-line reason naming the
+    file, leaves nothing of it on disk, and writes the other two. With decord the face-box frames
+    find the gap before encoding starts; PyAV alone streams until the frames stop, halfway."""
+    import shutil
+    import sys
+
+    if reader == "pyav":
+        monkeypatch.setitem(sys.modules, "decord", None)
+
+    from dyadgen.config import load_config
+    from dyadgen.data.shards import read_manifest
+    from dyadgen.data.synthetic import synthesize
+    from dyadgen.preprocess import preprocess
+
+    root, overrides = corpus
+    data = tmp_path / "three"
+    synthesize(data, 3, seed=11, use_espeak=False, progress=False)
+    raws = sorted(data.glob("*_synth.mp4"))
+    broken = raws[1]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    cfg = load_config(preset_name="tiny", overrides=overrides)
+    summary = preprocess(data, tmp_path / "shards", cfg, progress=False)
+    assert summary.videos == 2 and len(summary.skipped) == 1
+    file, reason = summary.skipped[0]
+    assert broken.stem in file and str(broken) in reason and "\n" not in reason
+    assert "(truncated or damaged)" in reason
+    if reader == "pyav":
+        assert "decoding stopped at frame" in reason
+    manifest = read_manifest(tmp_path / "shards")
+    kept = {e["video"] for split in manifest["splits"].values() for e in split}
+    assert kept == {raws[0].stem, raws[2].stem}
+    assert not list((tmp_path / "shards").rglob(".*.tmp")) and not list((tmp_path / "shards").rglob(f"{broken.stem}*"))
+    shutil.rmtree(data)

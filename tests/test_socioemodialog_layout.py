@@ -18,8 +18,8 @@ from dyadgen.data import index_dataset, read_span
 from dyadgen.data.clips import align_offset, grid_frames
 from dyadgen.data.layout import Segment, asr_flag, format_log, hhmmss, parse_log, parse_time
 from dyadgen.data.script_match import match_video
-from dyadgen.data.shards import ShardReader, shard_keys
 from dyadgen.data.synthetic import write_video
+from dyadgen.data.windows import iter_windows
 from dyadgen.encoders.fitted import FittedTokenizer
 from dyadgen.io.audio import load_audio, read_audio
 
@@ -125,17 +125,19 @@ def test_dialogues_and_emotions_match_the_script_in_order(tree):
 
 
 def windows_against_truth(shards: Path, truth: dict) -> int:
-    reader, n = ShardReader(), 0
-    for shard in sorted(shards.glob("*/*.tar")):
-        for key in shard_keys(shard):
-            tensors, meta = reader.read(shard, key)
-            T = tensors["speaking"].shape[1]
-            a = meta["frame"]
-            gt = truth[meta["video"]]
-            np.testing.assert_array_equal(tensors["speaking"].numpy().astype(bool), gt["speaking"][:, a: a + T],
-                                          err_msg=key)
-            np.testing.assert_array_equal(tensors["emotion"].numpy(), gt["emotion"][:, a: a + T], err_msg=key)
-            n += 1
+    from dyadgen.data.shards import read_manifest
+
+    n = 0
+    for entries in read_manifest(shards)["splits"].values():
+        for entry in entries:
+            for key, tensors, meta in iter_windows(shards, entry):
+                T = tensors["speaking"].shape[1]
+                a = meta["frame"]
+                gt = truth[meta["video"]]
+                np.testing.assert_array_equal(tensors["speaking"].numpy().astype(bool), gt["speaking"][:, a: a + T],
+                                              err_msg=key)
+                np.testing.assert_array_equal(tensors["emotion"].numpy(), gt["emotion"][:, a: a + T], err_msg=key)
+                n += 1
     return n
 
 

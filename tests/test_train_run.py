@@ -131,6 +131,9 @@ def test_two_ddp_processes_match_one_process_and_sigterm_mid_step_saves_exits_an
     assert a[1]["samples_seen"] == b[1]["samples_seen"] == 2
     assert b[1]["loss"] == pytest.approx(a[1]["loss"], rel=1e-6)
     assert [b[s]["loss"] for s in range(2, 7)] == pytest.approx([a[s]["loss"] for s in range(2, 7)], rel=1e-4)
+    # each rank's loader position is its own: resuming the 2-process run in one process is refused
+    alone = run_train(train_args(two, train_data, *steps, "train.resume=latest"))
+    assert alone.returncode == 2 and "saved by 2 processes, resumed with 1" in alone.stderr.splitlines()[-1]
 
 
 def test_fsdp2_on_two_processes_matches_one_process_resumes_exactly_and_exports_a_working_folder(

@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "examples/, with the full VAE decoder and with --fast-decoder, in one run")
     parser.add_argument("--checkpoint", default=None, help="inference folder for --infer (default: bundled)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio generated per --infer run")
+    parser.add_argument("--preprocess", action="store_true",
+                        help="preprocessing throughput and peak RSS on synthetic 1- and 10-minute videos (measured)")
+    parser.add_argument("--minutes", default="1,10", help="video lengths for --preprocess (default 1,10)")
+    parser.add_argument("--size", default="1280x720",
+                        help="side-by-side frame size for --preprocess (default 1280x720)")
+    parser.add_argument("--shards", action="store_true",
+                        help="shard reading at the config's latent size (measured) against a GPU trainer (projected)")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results as JSON ({'params': {...}, 'decoder_flops': {...}, "
                              "'flops': {...}})")
@@ -43,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from dyadgen.bench import flops_per_second, parameter_counts
     from dyadgen.errors import UserError
 
-    if not (args.params or args.flops or args.memory or args.infer):
-        raise UserError("dyadgen bench: choose what to measure: --params, --flops, --memory and/or --infer")
+    if not (args.params or args.flops or args.memory or args.infer or args.preprocess or args.shards):
+        raise UserError("dyadgen bench: choose what to measure: --params, --flops, --memory, --infer, --preprocess "
+                        "and/or --shards")
     given = args.config is not None or args.preset is not None
     if not given:
         args.preset = "real"
@@ -75,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
               f"with the full VAE decode{taef1}")
     if args.infer:
         result["infer"] = infer_report(args.checkpoint, args.seconds)
+    if args.preprocess:
+        result["preprocess"] = preprocess_bench(args.minutes, args.size)
+    if args.shards:
+        result["shards"] = shards_bench(cfg, args.gpu_tflops, args.utilisation)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
@@ -162,3 +174,45 @@ def largest(batch: int | None) -> str:
 def gib(value: float | None) -> str:
     return "not projected" if value is None else f"{value:.1f}"
 
+
+
+def preprocess_bench(minutes: str, size: str) -> dict:
+    from dyadgen.bench_data import preprocess_report
+    from dyadgen.errors import UserError
+
+    try:
+        lengths = [float(m) for m in minutes.split(",")]
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--minutes {minutes!r} / --size {size!r}: expected e.g. --minutes 1,10 "
+                        "--size 1280x720") from None
+    report = preprocess_report(lengths, width, height)
+    print(f"preprocess (measured, tiny preset, this CPU), {width}x{height} side-by-side source, one process each:")
+    for row in report["rows"]:
+        print(f"  {row['minutes']:5g} min video: {row['seconds']:7.1f} s, {row['video_s_per_s']:6.2f} video s/s, "
+              f"peak RSS {row['peak_rss_mib']:7.0f} MiB, shard {row['shard_mb']:.1f} MB")
+    whole = report["whole_video_decode_gib"][lengths[-1]]
+    print(f"  peak RSS {lengths[-1]:g} min / {lengths[0]:g} min: {report['rss_ratio']:.2f}x (a whole-video decode "
+          f"would hold {whole:.1f} GiB of uint8 frames for the {lengths[-1]:g}-minute one)")
+    return report
+
+
+def shards_bench(cfg, gpu_tflops: float, utilisation: float) -> dict:
+    from dyadgen.bench_data import shard_read_report
+
+    report = shard_read_report(cfg, gpu_tflops=gpu_tflops, utilisation=utilisation)
+    print(f"shard reading (measured on this machine, files in the page cache), {cfg.preset} latents "
+          f"{report['latent_shape']} ({report['window_mb']:.1f} MB per window), {report['shard_gb']:.2f} GB of "
+          f"shards, shuffle buffer {report['buffer']}, batch {cfg.train.batch_size}:")
+    for rate in report["rates"]:
+        extra = (f", {rate['members_read_per_window']:.2f} members read from disk per window"
+                 if "members_read_per_window" in rate else "")
+        print(f"  {rate['workers']} workers: {rate['windows_per_s']:8.1f} windows/s{extra}")
+    uncached = report["uncached"]
+    print(f"  without the block cache (each window reads its head, blocks and pool): "
+          f"{uncached['windows_per_s']:8.1f} windows/s, {uncached['members_read_per_window']:.2f} members per window")
+    consume = report["consumed_windows_per_s_per_gpu"]
+    print(f"one training step reads one window per {report['train_flops_per_window'] / 1e12:.1f} TFLOP (counted on "
+          f"fake tensors): {consume:.2f} windows/s per GPU projected at {gpu_tflops:.0f} TFLOP/s x {utilisation:.0%}; "
+          f"reading keeps {report['rates'][0]['windows_per_s'] / consume:.1f}x ahead of one GPU in one process")
+    return report

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="precision of the VAE encoder (auto: bf16 on a GPU, fp32 on the CPU; latents are "
                              "stored in bf16 either way); the audio tokenizer stays fp32")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="frames decoded and encoded per VAE call; memory is flat in the video's length and "
+                             "grows with this (default: vae.encode_batch of the config)")
     parser.add_argument("--shard-index", type=int, default=None, metavar="I",
                         help="encode only the videos of part I of --num-shards (default: RANK under torchrun / "
                              "accelerate launch, else 0)")
@@ -33,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     from dyadgen.preprocess import preprocess
 
     cfg = resolve(args)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
+        cfg.vae.encode_batch = args.batch_size
     root, out = args.data or cfg.data.root, args.out or cfg.data.shards
     if not root or not out:
         raise UserError("preprocess needs --data ROOT and --out SHARDS (or data.root / data.shards in the config)")
@@ -50,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
     need = storage_per_hour(cfg)
     c, h, w = need["latent_shape"]
-    print(f"shards take about {need['bytes'] / 1e9:.1f} GB per hour of video: latents [{c},{h},{w}] per person "
-          f"and frame in bf16, each stored {need['overlap']:g} times by the overlapping windows")
+    print(f"shards take about {need['bytes'] / 1e9:.1f} GB per hour of video ({400 * need['bytes'] / 1e12:.1f} TB "
+          f"for SocioEmoDialog's 400 h): latents [{c},{h},{w}] per person and frame in bf16, each stored once, "
+          f"{need['refs'] / 1e9:.2f} GB of it reference latents")
     s = preprocess(root, out, cfg, workers=args.workers or cfg.data.preprocess_workers, device=device,
                    dtype=args.dtype, shard_index=shard_index, num_shards=num_shards)
     if num_shards > 1:
         print(f"part {shard_index} of {num_shards} (videos by a hash of their name)")
-    print(f"wrote {s.samples} samples from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already done; "
+    print(f"wrote {s.samples} training windows from {s.videos} videos ({dict(s.splits)}); {s.resumed} videos already "
+          "done; "
           f"{s.centre_crops} person-clips centre-cropped (no face found); {s.skipped_clips} turn clips skipped "
           f"(shorter than a window or misaligned); skipped {len(s.skipped)} videos")
     for path, reason in s.skipped:

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
         for entry in entries:
             checks.append(verify_shard(root, entry, progress=bar.update))
     bad = [c for c in checks if c.problem]
-    print(f"{len(checks)} shards, {sum(c.samples for c in checks)} samples: {len(bad)} bad shards, "
-          f"{sum(len(c.bad_samples) for c in bad)} bad samples")
+    print(f"{len(checks)} shards, {sum(c.samples for c in checks)} training windows: {len(bad)} bad shards, "
+          f"{sum(len(c.bad_samples) for c in bad)} bad members, {sum(c.lost for c in bad)} training windows lost")
     for c in bad:
         print(f"  {c.problem}")
         for line in c.bad_samples:
@@ -39,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
         from dyadgen.io.files import write_text_atomic
 
         write_text_atomic(args.json, json.dumps({"shards": len(checks), "bad": [
-            {"shard": str(c.path), "problem": c.problem, "bad_samples": c.bad_samples} for c in bad]}, indent=1))
+            {"shard": str(c.path), "problem": c.problem, "bad_samples": c.bad_samples, "windows_lost": c.lost}
+            for c in bad]}, indent=1))
     return 1 if bad else 0

@@ -1,15 +1,14 @@
-"""Preprocessed samples in webdataset tar shards: one safetensors blob per sample plus a manifest.
+"""Preprocessed videos in webdataset tar shards: one shard per video, safetensors members, a manifest.
 
-A sample (one fixed-length window of one video) holds tokens long [P,T] (and tokens_before [P,pre],
-tokens_after [P,post]: the audio around the window that the model reads), latents bf16 [P,T,c,h,w],
-refs bf16 [P,K,c,h,w] (K candidate reference latents per person from other moments of the same
-video and side), speaking uint8 [P,T], emotion long [P,T], mask bool [T]; its JSON metadata holds
-the dialogue text, the video name, the split and the start frame.
+A shard holds its video once (dyadgen.data.windows lays the members out): per segment (the whole
+raw video, or one turn clip) a head with the audio codes and labels of every frame and latent
+blocks of a fixed number of frames, plus one pool of reference latents for the video. Training
+windows are index ranges into a segment, never stored copies, so every latent is stored once.
 
-Shards are verifiable: each ``<name>.tar`` has a record ``<name>.tar.json`` (its size, sample count,
-sha256, and every sample blob's sha256) written before the tar is renamed into place, and the
-manifest gathers them. :func:`verify_shard` checks a shard against its record; a read checks the
-blob it returns and raises :class:`BadSample` (one line: shard, key, what is wrong) for anything
+Shards are verifiable: each ``<name>.tar`` has a record ``<name>.tar.json`` (its size, sha256, every
+member's blob sha256 and the segments' lengths) written before the tar is renamed into place, and
+the manifest gathers them. :func:`verify_shard` checks a shard against its record; a read checks the
+blob it returns and raises :class:`BadSample` (one line: shard, member, what is wrong) for anything
 unreadable, so loaders can skip and count it.
 """
 
@@ -29,17 +28,20 @@ from dyadgen.io.files import write_text_atomic
 
 MANIFEST = "manifest.json"
 RECORD_SUFFIX = ".json"  # <name>.tar -> <name>.tar.json
+FORMAT = 2  # 2: each video stored once, windows are index ranges (1: every window stored whole)
 
 
 class BadSample(UserError):
     """A sample that cannot be read or fails its checksum (truncated shard, bit rot, missing file)."""
 
 
-def encode_sample(tensors: dict[str, Tensor], meta: dict) -> dict[str, bytes]:
+def encode_sample(tensors: dict[str, Tensor], meta: dict | None = None) -> dict[str, bytes]:
     from safetensors.torch import save
 
-    return {"safetensors": save({k: v.contiguous() for k, v in tensors.items()}),
-            "json": json.dumps(meta, ensure_ascii=False).encode()}
+    encoded = {"safetensors": save({k: v.contiguous() for k, v in tensors.items()})}
+    if meta is not None:
+        encoded["json"] = json.dumps(meta, ensure_ascii=False).encode()
+    return encoded
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22, progress=None) -> str:
@@ -52,24 +54,43 @@ def sha256_file(path: Path, chunk: int = 1 << 22, progress=None) -> str:
     return digest.hexdigest()
 
 
-def write_shard(path: str | os.PathLike, samples: list[tuple[str, dict[str, Tensor], dict]]) -> int:
-    """Write samples [(key, tensors, meta)] to a tar shard and its record, atomically (the record is
-    renamed into place before the tar, so a finished shard always has one); returns the sample count."""
-    import webdataset as wds
+class ShardWriter:
+    """Writes one shard member by member (a long video is never held whole), atomically: members go
+    to a hidden temporary tar; :meth:`finish` writes the record and renames the tar into place (the
+    record first, so a finished shard always has one); leaving the ``with`` block on an error removes
+    the temporary file, so a failed video leaves nothing behind."""
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    blobs = []
-    with wds.TarWriter(str(tmp)) as sink:
-        for key, tensors, meta in samples:
-            encoded = encode_sample(tensors, meta)
-            blobs.append(hashlib.sha256(encoded["safetensors"]).hexdigest())
-            sink.write({"__key__": key, **encoded})
-    record = {"keys": [key for key, _, _ in samples], "size": tmp.stat().st_size, "sha256": sha256_file(tmp),
-              "blobs": blobs}
-    write_text_atomic(path.with_name(path.name + RECORD_SUFFIX), json.dumps(record))
-    os.replace(tmp, path)
-    return len(samples)
+    def __init__(self, path: str | os.PathLike):
+        import webdataset as wds
+
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._sink = wds.TarWriter(str(self.tmp))
+        self.keys: list[str] = []
+        self.blobs: list[str] = []
+
+    def add(self, key: str, tensors: dict[str, Tensor], meta: dict | None = None) -> None:
+        encoded = encode_sample(tensors, meta)
+        self.blobs.append(hashlib.sha256(encoded["safetensors"]).hexdigest())
+        self.keys.append(key)
+        self._sink.write({"__key__": key, **encoded})
+
+    def finish(self, **info) -> dict:
+        """Close the tar, write its record (with ``info``) and rename both into place."""
+        self._sink.close()
+        record = {"keys": self.keys, "size": self.tmp.stat().st_size, "sha256": sha256_file(self.tmp),
+                  "blobs": self.blobs, **info}
+        write_text_atomic(self.path.with_name(self.path.name + RECORD_SUFFIX), json.dumps(record))
+        os.replace(self.tmp, self.path)
+        return record
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self.tmp.exists():  # not finished: an error on the way
+            self._sink.close()
+            self.tmp.unlink()
 
 
 def shard_keys(path: str | os.PathLike) -> list[str]:
@@ -77,25 +98,17 @@ def shard_keys(path: str | os.PathLike) -> list[str]:
         return [m.name[: -len(".safetensors")] for m in tar.getmembers() if m.name.endswith(".safetensors")]
 
 
-def shard_record(path: Path) -> dict:
-    """The record of a finished shard: its ``.tar.json``, or (a shard written before records existed)
-    one computed from the tar itself."""
+def shard_record(path: Path) -> dict | None:
+    """The record of a finished shard (its ``.tar.json``); None for a tar without one, which no
+    finished shard is (the record is renamed into place before the tar)."""
     record_path = path.with_name(path.name + RECORD_SUFFIX)
-    if record_path.is_file():
-        return json.loads(record_path.read_text())
-    blobs, keys = [], []
-    with tarfile.open(path) as tar:
-        for member in tar.getmembers():
-            if member.name.endswith(".safetensors"):
-                keys.append(member.name[: -len(".safetensors")])
-                blobs.append(hashlib.sha256(tar.extractfile(member).read()).hexdigest())
-    return {"keys": keys, "size": path.stat().st_size, "sha256": sha256_file(path), "blobs": blobs}
+    return json.loads(record_path.read_text()) if record_path.is_file() else None
 
 
 class ShardReader:
-    """Random access to samples of tar shards; keeps one shard open at a time. A shard's members are
-    indexed by reading its headers in order, so the samples before the damage in a truncated or
-    corrupted shard stay readable."""
+    """Members of one tar shard at a time, by name: the shard's headers are read once, in order, when
+    it is opened (so the members before the damage in a truncated or corrupted shard stay readable),
+    and it stays open for the next member."""
 
     def __init__(self):
         self._path: str | None = None
@@ -122,9 +135,11 @@ class ShardReader:
             raise KeyError(f"{name} not in the shard" + (f" (it ends early: {self._damage})" if self._damage else ""))
         return self._tar.extractfile(member).read()
 
-    def read(self, path: str | os.PathLike, key: str, sha256: str | None = None) -> tuple[dict[str, Tensor], dict]:
-        """A sample's tensors and metadata; :class:`BadSample` when it cannot be read or its blob
-        does not have the ``sha256`` the manifest recorded."""
+    def read(self, path: str | os.PathLike, key: str, sha256: str | None = None,
+             meta: bool = True) -> tuple[dict[str, Tensor], dict]:
+        """A member's tensors and metadata (``{}`` without a JSON part or with ``meta=False``);
+        :class:`BadSample` when it cannot be read or its blob does not have the ``sha256`` the
+        manifest recorded."""
         from safetensors.torch import load
 
         path = str(path)
@@ -135,14 +150,14 @@ class ShardReader:
             if sha256 is not None and hashlib.sha256(blob).hexdigest() != sha256:
                 raise BadSample(f"{path}: sample {key}: checksum mismatch (the blob changed after preprocessing)")
             tensors = load(blob)
-            meta = json.loads(self._extract(f"{key}.json"))
+            info = json.loads(self._extract(f"{key}.json")) if meta and f"{key}.json" in self._members else {}
         except BadSample:
             raise
         except Exception as err:  # tarfile, safetensors and json raise many kinds for damaged files
             self.close()
             reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
             raise BadSample(f"{path}: sample {key}: unreadable ({type(err).__name__}: {reason})") from None
-        return tensors, meta
+        return tensors, info
 
     def close(self) -> None:
         if self._tar is not None:
@@ -153,15 +168,15 @@ class ShardReader:
 
 def write_manifest(folder: str | os.PathLike, info: dict) -> dict:
     """Index every finished shard (``<split>/*.tar``) of ``folder`` into manifest.json, with each
-    shard's size, sha256 and per-sample blob checksums from its record."""
+    shard's record: size, sha256, member blob checksums, segments and window count."""
     folder = Path(folder)
     splits: dict[str, list[dict]] = {}
     for shard in sorted(folder.glob("*/*.tar")):
         record = shard_record(shard)
-        if record["keys"]:
+        if record and record.get("windows"):
             splits.setdefault(shard.parent.name, []).append({"path": str(shard.relative_to(folder)), **record})
-    manifest = {**info, "splits": splits,
-                "num_samples": {s: sum(len(x["keys"]) for x in shards) for s, shards in splits.items()}}
+    manifest = {**info, "format": FORMAT, "splits": splits,
+                "num_samples": {s: sum(x.get("windows", 0) for x in shards) for s, shards in splits.items()}}
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
@@ -170,31 +185,38 @@ def write_manifest(folder: str | os.PathLike, info: dict) -> dict:
 class ShardCheck:
     path: Path
     problem: str = ""  # what is wrong with the file ("": intact)
-    bad_samples: list[str] = field(default_factory=list)  # one line per unreadable or changed sample
-    samples: int = 0
+    bad_samples: list[str] = field(default_factory=list)  # one line per unreadable or changed member
+    samples: int = 0  # training windows the shard holds
+    lost: int = 0  # of those, windows that read a bad member
 
 
 def verify_shard(folder: Path, entry: dict, progress=None) -> ShardCheck:
     """Check one manifest entry's shard: intact when its size and sha256 match; otherwise every
-    sample is read and checked against its blob checksum (a missing shard loses all of them)."""
+    member is read and checked against its blob checksum, and the windows that need a bad one are
+    counted as lost (a missing shard loses all of them)."""
+    from dyadgen.data.windows import windows_needing
+
     path = folder / entry["path"]
-    check = ShardCheck(path, samples=len(entry["keys"]))
+    check = ShardCheck(path, samples=entry.get("windows", len(entry["keys"])))
     if not path.is_file():
-        check.problem = f"{path}: missing ({len(entry['keys'])} samples)"
+        check.problem = f"{path}: missing ({check.samples} windows)"
         check.bad_samples = [f"{path}: sample {key}: missing shard" for key in entry["keys"]]
+        check.lost = check.samples
         return check
     size = path.stat().st_size
     if "sha256" in entry and size == entry["size"] and sha256_file(path, progress=progress) == entry["sha256"]:
         return check
     check.problem = (f"{path}: {size} bytes, the manifest says {entry['size']}" if size != entry.get("size", size)
                      else f"{path}: checksum mismatch")
-    reader = ShardReader()
+    reader, bad = ShardReader(), set()
     for key, blob in zip(entry["keys"], entry.get("blobs") or [None] * len(entry["keys"]), strict=True):
         try:
             reader.read(path, key, blob)
         except BadSample as err:
             check.bad_samples.append(str(err))
+            bad.add(key)
     reader.close()
+    check.lost = windows_needing(entry, bad)
     return check
 
 
@@ -202,4 +224,8 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise UserError(f"{path}: no shard manifest (run `dyadgen preprocess` first)")
-    return json.loads(path.read_text())
+    manifest = json.loads(path.read_text())
+    if manifest.get("format", 1) != FORMAT:
+        raise UserError(f"{path}: shards in format {manifest.get('format', 1)} (each window stored whole), this "
+                        f"dyadgen reads format {FORMAT} (each video stored once): run `dyadgen preprocess` again")
+    return manifest

@@ -34,7 +34,7 @@ class TrainData:
         from dyadgen.data.dataset import ShardDataset
 
         fresh = ShardDataset(self.train.root, "train", batch_size=self.train.batch_size, rank=self.train.rank,
-                             world_size=self.train.world_size, seed=self.train.seed)
+                             world_size=self.train.world_size, seed=self.train.seed, buffer=self.train.buffer)
         return next(iter(fresh))
 
 
@@ -43,10 +43,11 @@ def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
 
     if not cfg.data.shards:
         raise UserError("data.shards is empty: point it at the folder `dyadgen preprocess` wrote")
+    stream = {"buffer": cfg.data.shuffle_buffer, "cache_mib": cfg.data.read_cache_mib}
     train = ShardDataset(cfg.data.shards, "train", batch_size=cfg.train.batch_size, rank=rank,
-                         world_size=world_size, seed=cfg.train.seed)
+                         world_size=world_size, seed=cfg.train.seed, **stream)
     if len(train) == 0:
-        raise UserError(f"{cfg.data.shards}: {len(train.samples)} training samples are fewer than one batch of "
+        raise UserError(f"{cfg.data.shards}: {len(train.samples)} training windows are fewer than one batch of "
                         f"{cfg.train.batch_size} on each of {world_size} process(es)")
     window = cfg.data.window_steps * cfg.model.chunk_frames
     stored = int(train.manifest.get("window_frames", window))
@@ -54,7 +55,7 @@ def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
         raise UserError(f"{cfg.data.shards}: shards hold windows of {stored} frames, the config asks for "
                         f"{window} (data.window_steps x model.chunk_frames); preprocess again or match the config")
     val = ShardDataset(cfg.data.shards, "val", batch_size=cfg.train.batch_size, rank=rank,
-                       world_size=world_size, seed=cfg.train.seed, shuffle=False)
+                       world_size=world_size, seed=cfg.train.seed, shuffle=False, cache_mib=cfg.data.read_cache_mib)
     return TrainData(train=train, val=val if len(val) > 0 else None, latent_shape=train.latent_shape)
 
 
@@ -79,7 +80,7 @@ def shard_size_problems(root: Path, manifest: dict) -> list[str]:
         for entry in entries:
             path = Path(root) / entry["path"]
             if not path.is_file():
-                problems.append(f"{path}: missing ({len(entry['keys'])} samples)")
+                problems.append(f"{path}: missing ({entry.get('windows', 0)} windows)")
             elif "size" in entry and path.stat().st_size != entry["size"]:
                 problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {entry['size']}")
     return problems

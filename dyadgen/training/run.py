@@ -243,9 +243,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> Any:
+    """The loader's batch on ``device`` (from pinned memory without blocking where it is pinned), its
+    bf16 latents and references converted to fp32 there, not in the loader."""
     from dyadgen.models import DyadBatch
 
     moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    moved = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in moved.items()}
     return DyadBatch(**moved)
 
 
