@@ -51,7 +51,7 @@ from dyadgen.data.layout import SIDES
 from dyadgen.data.shards import ShardWriter, write_manifest
 from dyadgen.data.socioemodialog import Clip, Video, index_dataset
 from dyadgen.data.splits import Splitter
-from dyadgen.data.windows import VideoWriter
+from dyadgen.data.windows import VideoShardWriter
 from dyadgen.errors import UserError
 from dyadgen.io.audio import load_audio, load_stereo
 
@@ -103,7 +103,7 @@ class _Blocks:
     """Collects latents [P,n,c,h,w] as they are encoded and hands each full block of B frames to the
     video's writer, so at most one block is held."""
 
-    def __init__(self, out: VideoWriter, block_frames: int):
+    def __init__(self, out: VideoShardWriter, block_frames: int):
         self.out, self.B, self.held, self.frames = out, block_frames, [], 0
 
     def add(self, latents: torch.Tensor) -> None:
@@ -121,7 +121,8 @@ class _Blocks:
         self.held = []
 
 
-def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoWriter, meta: dict) -> dict:
+def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoShardWriter,
+                 meta: dict) -> dict:
     """A video through the encoders into its shard: segments of tokens [P,T], speaking [P,T],
     emotion [P,T] and latent blocks [P,B,c,h,w]. From the raw video: one segment, the whole video,
     decoded and encoded ``vae.encode_batch`` frames at a time (memory flat in its length), with each
@@ -159,8 +160,8 @@ def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoWri
     return {"centre_crops": sum(b is None for b in boxes), "skipped_clips": 0}
 
 
-def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int, out: VideoWriter,
-                       meta: dict) -> dict:
+def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int,
+                       out: VideoShardWriter, meta: dict) -> dict:
     centre_crops, skipped = 0, 0
     for clip in video.clips:
         if clip.start is None:  # no left log says when it was
@@ -231,8 +232,8 @@ def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGe
     window = cfg.model.chunk_frames * cfg.data.window_steps
     try:
         with ShardWriter(shard) as writer:
-            out = VideoWriter(writer, video.name, window, cfg.data.window_stride_steps * cfg.model.chunk_frames,
-                              cfg.data.num_refs)
+            stride = cfg.data.window_stride_steps * cfg.model.chunk_frames
+            out = VideoShardWriter(writer, video.name, window, stride, cfg.data.num_refs)
             counts = encode_video(video, cfg, _Encoders.tokenizer, _Encoders.vae, out, meta)
             record = writer.finish(**out.finish())
     except UserError as err:  # a bad video is skipped and counted, never fatal

@@ -19,10 +19,13 @@ import torch
 
 
 def collect_frames(root: str, size: tuple[int, int], stride: int, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 frames [N,3,H,W] of the training split and of the held-out split."""
+    """uint8 frames [N,3,H,W] of the training split and of the held-out split: every ``stride``-th
+    frame of each raw video, streamed (a long video is never decoded whole)."""
+    import numpy as np
     from tqdm.auto import tqdm
 
-    from dyadgen.data.clips import ClipError, crop_people, decode_frames
+    from dyadgen.data.clips import ClipError, crop_people, sample_frames, split_people, stream_frames
+    from dyadgen.data.crop import clip_box
     from dyadgen.data.socioemodialog import index_dataset
     from dyadgen.data.splits import split_of
 
@@ -32,11 +35,17 @@ def collect_frames(root: str, size: tuple[int, int], stride: int, cfg) -> tuple[
         if video.raw_video is None:
             continue
         try:
-            frames = decode_frames(video.raw_video)[::stride]  # [T,H,W,3]
+            kept, T = [], 0
+            for piece in stream_frames(video.raw_video, 64):
+                kept.append(piece[(-T) % stride:: stride])  # the frames whose index is a multiple of stride
+                T += len(piece)
+            frames = np.concatenate(kept)  # [ceil(T/stride),H,W,3]
+            probes = sample_frames(video.raw_video, [int(i) for i in np.linspace(0, T - 1, 5)])
         except ClipError as err:
             print(f"skipped: {err}")
             continue
-        people, _ = crop_people(frames, size)  # [P,T,3,h,w]
+        boxes = [clip_box(list(person)) for person in split_people(np.stack(probes))]  # the shared crop rule
+        people, _ = crop_people(frames, size, boxes)  # [P,T,3,h,w]
         split = split_of(video.dialogue_id or video.name, cfg.data.val_fraction, cfg.data.test_fraction)
         (train if split == "train" else held).append(torch.from_numpy(people.reshape(-1, *people.shape[2:])))
     if not held:  # a tiny corpus may hash every dialogue into train: hold out the last video instead
@@ -50,7 +59,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1 / max(mse, 1e-12))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="dataset root (SocioEmoDialog layout)")
     parser.add_argument("--out", required=True, help="folder for the trained VAE")
@@ -64,10 +73,64 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", default=None, help="continue training a VAE saved by this script")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    from accelerate import Accelerator
+
+def to_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [-1,1]."""
+    return frames.float() / 127.5 - 1
+
+
+def fit(vae, accelerator, frames: torch.Tensor, args: argparse.Namespace, gen: torch.Generator) -> int:
+    """L1 reconstruction + a small KL until ``--max-steps`` or ``--minutes``; returns the steps taken."""
     from tqdm.auto import tqdm
+
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    vae, opt = accelerator.prepare(vae, opt)
+    model = accelerator.unwrap_model(vae)
+    deadline = time.monotonic() + args.minutes * 60
+    bar = tqdm(total=args.max_steps, disable=not accelerator.is_main_process, desc="vae")
+    step = 0
+    while step < args.max_steps and time.monotonic() < deadline:
+        idx = torch.randint(len(frames), (args.batch,), generator=gen)
+        x = to_float(frames[idx]).to(accelerator.device)  # [B,3,H,W]
+        posterior = model.encode(x).latent_dist
+        # decode the posterior mean: DyadGen encodes with the mean (latent_dist.mode()), and a small
+        # VAE trained on the sample spends most of a CPU budget shrinking its noise first
+        recon = model.decode(posterior.mode()).sample
+        loss = (recon - x).abs().mean() + args.kl * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(l1=f"{loss.item():.4f}")
+    bar.close()
+    return step
+
+
+def normalized(vae, train_frames: torch.Tensor, held_frames: torch.Tensor, encode_batch: int,
+               gen: torch.Generator):
+    """The trained VAE as DyadGen uses it, its latent shift and scale set from 512 training frames;
+    with the held-out PSNR and latents."""
+    from dyadgen.encoders.video_vae import VideoVAE
+
+    adapter = VideoVAE(vae.float().cpu(), batch=encode_batch)
+    with torch.no_grad():
+        sample = to_float(train_frames[torch.randperm(len(train_frames), generator=gen)[:512]])
+        adapter.set_normalization(0.0, 1.0)
+        z = adapter.encode(sample)  # raw latents
+        adapter.set_normalization(z.mean().item(), 1.0 / z.std().item())
+        held = to_float(held_frames[:: max(1, len(held_frames) // 256)])
+        held_latents = adapter.encode(held)
+        return adapter, psnr(adapter.decode(held_latents), held), held_latents
+
+
+def main() -> None:
+    args = parse_args()
+    from accelerate import Accelerator
 
     from dyadgen.config import VAEConfig, load_config
     from dyadgen.encoders.video_vae import VideoVAE, build_autoencoder_kl
@@ -83,43 +146,13 @@ def main() -> None:
     else:
         vae = build_autoencoder_kl(cfg.vae)
     accelerator.print(f"VAE: {sum(p.numel() for p in vae.parameters()):,} parameters")
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    vae, opt = accelerator.prepare(vae, opt)
     gen = torch.Generator().manual_seed(args.seed + accelerator.process_index)
-    to_float = lambda x: x.float() / 127.5 - 1  # noqa: E731 - uint8 -> [-1,1]
-    deadline = time.monotonic() + args.minutes * 60
-    bar = tqdm(total=args.max_steps, disable=not accelerator.is_main_process, desc="vae")
-    step = 0
-    while step < args.max_steps and time.monotonic() < deadline:
-        idx = torch.randint(len(train_frames), (args.batch,), generator=gen)
-        x = to_float(train_frames[idx]).to(accelerator.device)  # [B,3,H,W]
-        posterior = accelerator.unwrap_model(vae).encode(x).latent_dist
-        # decode the posterior mean: DyadGen encodes with the mean (latent_dist.mode()), and a small
-        # VAE trained on the sample spends most of a CPU budget shrinking its noise first
-        recon = accelerator.unwrap_model(vae).decode(posterior.mode()).sample
-        loss = (recon - x).abs().mean() + args.kl * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(l1=f"{loss.item():.4f}")
-    bar.close()
-
-    adapter = VideoVAE(accelerator.unwrap_model(vae).float().cpu(), batch=cfg.vae.encode_batch)
-    with torch.no_grad():
-        sample = to_float(train_frames[torch.randperm(len(train_frames), generator=gen)[:512]])
-        adapter.set_normalization(0.0, 1.0)
-        z = adapter.encode(sample)  # raw latents
-        adapter.set_normalization(z.mean().item(), 1.0 / z.std().item())
-        held = to_float(held_frames[:: max(1, len(held_frames) // 256)])
-        held_latents = adapter.encode(held)
-        quality = psnr(adapter.decode(held_latents), held)
+    steps = fit(vae, accelerator, train_frames, args, gen)
+    adapter, quality, held_latents = normalized(accelerator.unwrap_model(vae), train_frames, held_frames,
+                                                cfg.vae.encode_batch, gen)
     if accelerator.is_main_process:
         adapter.save_pretrained(args.out)
-        print(f"trained {step} steps; held-out PSNR {quality:.2f} dB; held-out latents mean "
+        print(f"trained {steps} steps; held-out PSNR {quality:.2f} dB; held-out latents mean "
               f"{held_latents.mean():.3f} std {held_latents.std():.3f}; saved to {args.out}")
 
 

@@ -95,7 +95,7 @@ def test_two_ranks_see_disjoint_windows_and_equal_batch_counts(tmp_path):
 
 def test_a_rank_streams_its_shards_in_order_through_the_shuffle_buffer(tmp_path):
     make_shards(tmp_path)
-    data = ShardDataset(tmp_path, batch_size=1, seed=3, buffer=4)
+    data = ShardDataset(tmp_path, batch_size=1, seed=3, buffer=4, cache_mib=64)  # a cache that holds it all
     order = data._order(0)
     assert sorted(order.tolist()) == list(range(23))  # every window once per epoch
     line = np.concatenate([np.arange(data._first[s], data._first[s + 1])

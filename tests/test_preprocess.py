@@ -185,39 +185,57 @@ def test_a_video_streamed_in_pieces_is_the_video_decoded_whole(corpus, reader, m
                                                             [0, 40, len(whole) - 1], strict=True))
 
 
-@pytest.mark.parametrize("reader", ["decord", "pyav"])
-def test_a_video_that_breaks_halfway_is_skipped_and_the_rest_kept(corpus, tmp_path, reader, monkeypatch):
-    """Three videos; the middle one is cut to half its size (an interrupted copy: it opens, its
-    first frames decode, the rest is gone). Preprocess skips it with a one-line reason naming the
-    file, leaves nothing of it on disk, and writes the other two. With decord the face-box frames
-    find the gap before encoding starts; PyAV alone streams until the frames stop, halfway."""
-    import shutil
-    import sys
-
-    if reader == "pyav":
-        monkeypatch.setitem(sys.modules, "decord", None)
-
-    from dyadgen.config import load_config
-    from dyadgen.data.shards import read_manifest
+@pytest.fixture(scope="module")
+def three_videos(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """Three synthetic videos; the middle one cut to half its size (an interrupted copy: it opens,
+    its first frames decode, the rest is gone)."""
     from dyadgen.data.synthetic import synthesize
-    from dyadgen.preprocess import preprocess
 
-    root, overrides = corpus
-    data = tmp_path / "three"
+    data = tmp_path_factory.mktemp("three") / "data"
     synthesize(data, 3, seed=11, use_espeak=False, progress=False)
     raws = sorted(data.glob("*_synth.mp4"))
+    raws[1].write_bytes(raws[1].read_bytes()[: raws[1].stat().st_size // 2])
+    return data, raws
+
+
+def test_a_video_that_breaks_halfway_is_skipped_and_the_rest_kept(corpus, three_videos, tmp_path):
+    """Preprocess skips the broken middle video with a one-line reason naming the file, leaves
+    nothing of it on disk, and writes the other two. (With decord, the face-box frames find the gap
+    before encoding starts.)"""
+    from dyadgen.config import load_config
+    from dyadgen.data.shards import read_manifest
+    from dyadgen.preprocess import preprocess
+
+    (_, overrides), (data, raws) = corpus, three_videos
     broken = raws[1]
-    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
-    cfg = load_config(preset_name="tiny", overrides=overrides)
-    summary = preprocess(data, tmp_path / "shards", cfg, progress=False)
+    summary = preprocess(data, tmp_path / "shards", load_config(preset_name="tiny", overrides=overrides),
+                         progress=False)
     assert summary.videos == 2 and len(summary.skipped) == 1
     file, reason = summary.skipped[0]
     assert broken.stem in file and str(broken) in reason and "\n" not in reason
     assert "(truncated or damaged)" in reason
-    if reader == "pyav":
-        assert "decoding stopped at frame" in reason
     manifest = read_manifest(tmp_path / "shards")
     kept = {e["video"] for split in manifest["splits"].values() for e in split}
     assert kept == {raws[0].stem, raws[2].stem}
     assert not list((tmp_path / "shards").rglob(".*.tmp")) and not list((tmp_path / "shards").rglob(f"{broken.stem}*"))
-    shutil.rmtree(data)
+
+
+def test_without_decord_a_video_that_breaks_halfway_stops_where_its_frames_stop(corpus, three_videos, tmp_path,
+                                                                                monkeypatch):
+    """PyAV alone streams the broken video until its frames stop, halfway, and the part already
+    encoded is thrown away: the shard was never renamed into place."""
+    import shutil
+    import sys
+
+    from dyadgen.config import load_config
+    from dyadgen.preprocess import preprocess
+
+    monkeypatch.setitem(sys.modules, "decord", None)
+    (_, overrides), (data, raws) = corpus, three_videos
+    alone = tmp_path / "alone"
+    shutil.copytree(data, alone, ignore=shutil.ignore_patterns(raws[0].stem + "*", raws[2].stem + "*"))
+    summary = preprocess(alone, tmp_path / "shards", load_config(preset_name="tiny", overrides=overrides),
+                         progress=False)
+    assert summary.videos == 0 and len(summary.skipped) == 1
+    assert "decoding stopped at frame" in summary.skipped[0][1] and "(truncated or damaged)" in summary.skipped[0][1]
+    assert not list((tmp_path / "shards").rglob("*.tar")) and not list((tmp_path / "shards").rglob(".*.tmp"))

@@ -135,7 +135,8 @@ def sample_frames(path: str | os.PathLike, indices: list[int], fps: int = FPS) -
     except Exception as err:
         raise ClipError(f"{path}: cannot decode ({type(err).__name__}: {str(err)[:80]})") from None
     if max(indices, default=0) >= len(idx):
-        raise ClipError(f"{path}: frame {max(indices)} is missing, only {len(idx)} frames decode (truncated or damaged)")
+        raise ClipError(f"{path}: frame {max(indices)} is missing, only {len(idx)} frames decode "
+                        "(truncated or damaged)")
     try:
         return list(reader.get_batch([int(idx[i]) for i in indices]).asnumpy())
     except Exception as err:

@@ -52,7 +52,7 @@ def window_blocks(start: int, length: int, block_frames: int) -> range:
 
 
 @dataclass
-class VideoWriter:
+class VideoShardWriter:
     """Writes one video's members into an open :class:`ShardWriter`, segment by segment and block by
     block as they are encoded (a long video is never held whole), choosing the reference frames as
     the blocks go by; :meth:`finish` adds the reference pool and returns the shard record's fields."""
@@ -111,7 +111,7 @@ def write_video_shard(path: str | Path, video: str, segments: list[dict], *, win
     """A whole video held in memory -> its shard (``segments``: tokens [P,T], latents [P,T,c,h,w],
     speaking [P,T], emotion [P,T] and the head's meta with ``first``); returns the record."""
     with ShardWriter(path) as writer:
-        out = VideoWriter(writer, video, window, stride, num_refs)
+        out = VideoShardWriter(writer, video, window, stride, num_refs)
         for seg in segments:
             out.begin()
             for a in range(0, seg["latents"].shape[1], stride):
