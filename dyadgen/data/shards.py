@@ -93,11 +93,6 @@ class ShardWriter:
             self.tmp.unlink()
 
 
-def shard_keys(path: str | os.PathLike) -> list[str]:
-    with tarfile.open(path) as tar:
-        return [m.name[: -len(".safetensors")] for m in tar.getmembers() if m.name.endswith(".safetensors")]
-
-
 def shard_record(path: Path) -> dict | None:
     """The record of a finished shard (its ``.tar.json``); None for a tar without one, which no
     finished shard is (the record is renamed into place before the tar)."""
