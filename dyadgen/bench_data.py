@@ -176,6 +176,8 @@ def shard_read_report(cfg, *, videos: int = 8, seconds: float = 60.0, batches: i
     one GPU's training step consumes (projected from its FLOPs). The shards (``videos`` x ``seconds``)
     are larger than the loader's block cache, and ``batches`` stays inside one epoch, so each window
     is read from the files (from the OS page cache: this measures the loader, not the disk)."""
+    from dyadgen.bench import latent_shape
+
     flops = train_flops_per_window(cfg)
     consume = gpu_tflops * 1e12 * utilisation / flops  # windows per second per GPU
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -184,17 +186,12 @@ def shard_read_report(cfg, *, videos: int = 8, seconds: float = 60.0, batches: i
         buffer = cfg.data.shuffle_buffer
         rates = [read_rate(folder, cfg.train.batch_size, w, batches, buffer, cfg.data.read_cache_mib) for w in (0, 2)]
         uncached = read_rate(folder, cfg.train.batch_size, 0, batches, buffer, cache_mib=-1)  # no cache
-    window_mb = 2 * cfg.data.window_steps * cfg.model.chunk_frames * int(np.prod(_latent(cfg))) * 2 / 1e6
-    return {"preset": cfg.preset, "latent_shape": list(_latent(cfg)), "shard_gb": size / 1e9, "buffer": buffer,
+    latent = latent_shape(cfg)
+    window_mb = 2 * cfg.data.window_steps * cfg.model.chunk_frames * int(np.prod(latent)) * 2 / 1e6
+    return {"preset": cfg.preset, "latent_shape": list(latent), "shard_gb": size / 1e9, "buffer": buffer,
             "window_mb": window_mb, "rates": rates, "uncached": uncached,
             "train_flops_per_window": flops, "gpu_tflops": gpu_tflops, "utilisation": utilisation,
             "consumed_windows_per_s_per_gpu": consume}
-
-
-def _latent(cfg) -> tuple[int, int, int]:
-    from dyadgen.bench import latent_shape
-
-    return latent_shape(cfg)
 
 
 def main() -> None:  # python -m dyadgen.bench_data preprocess|shards [json]

@@ -40,12 +40,11 @@ from dyadgen.data.clips import (
     crop_people,
     frame_count,
     grid_frames,
+    people_boxes,
     read_span,
-    sample_frames,
-    split_people,
     stream_frames,
+    video_boxes,
 )
-from dyadgen.data.crop import clip_box
 from dyadgen.data.emotions import emotion_id
 from dyadgen.data.layout import SIDES
 from dyadgen.data.shards import ShardWriter, write_manifest
@@ -100,11 +99,11 @@ def _encode_people(frames: np.ndarray, boxes: list, cfg: DyadGenConfig, vae) -> 
 
 
 class _Blocks:
-    """Collects latents [P,n,c,h,w] as they are encoded and hands each full block of B frames to the
-    video's writer, so at most one block is held."""
+    """Collects latents [P,n,c,h,w] as they are encoded and hands each full block of the writer's
+    ``block_frames`` to it, so at most one block is held."""
 
-    def __init__(self, out: VideoShardWriter, block_frames: int):
-        self.out, self.B, self.held, self.frames = out, block_frames, [], 0
+    def __init__(self, out: VideoShardWriter):
+        self.out, self.B, self.held, self.frames = out, out.block_frames, [], 0
 
     def add(self, latents: torch.Tensor) -> None:
         self.held.append(latents)
@@ -121,6 +120,19 @@ class _Blocks:
         self.held = []
 
 
+def _write_latents(out: VideoShardWriter, pieces, boxes: list, limit: int, cfg: DyadGenConfig, vae) -> int:
+    """Start a segment in ``out`` and write the latents of side-by-side frame pieces uint8 [n,H,W,3]
+    (at most ``limit`` frames) block by block, cropped by ``boxes``; returns the frames written."""
+    blocks = _Blocks(out)
+    out.begin()
+    for frames in pieces:
+        frames = frames[: limit - blocks.frames]
+        if len(frames):
+            blocks.add(_encode_people(frames, boxes, cfg, vae))
+    blocks.flush()
+    return blocks.frames
+
+
 def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoShardWriter,
                  meta: dict) -> dict:
     """A video through the encoders into its shard: segments of tokens [P,T], speaking [P,T],
@@ -129,39 +141,30 @@ def encode_video(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoSha
     person's `_mute` wav (else the raw stereo track). From turn clips only: one segment per clip, its
     frames and both people's audio from the clip itself on the video's timeline, cross-checked against
     the wav segments; clips shorter than a window or unreadable are skipped and counted."""
-    window = cfg.model.chunk_frames * cfg.data.window_steps
     if video.raw_video is None:
-        return _encode_turn_clips(video, cfg, tokenizer, vae, window, out, meta)
+        return _encode_turn_clips(video, cfg, tokenizer, vae, out, meta)
     if len(video.channel_wavs) == 2:
         audio = [load_audio(video.channel_wavs[side]) for side in SIDES]
     else:
         audio = list(load_stereo(video.raw_video))
     T = min(frame_count(video.raw_video), *(frames_for_samples(len(a)) for a in audio))
-    if T < window:
+    if T < out.window:
         raise UserError(f"{video.raw_video}: {T} frames, shorter than one training window")
-    probes = [int(i) for i in np.linspace(0, T - 1, 5)]
-    boxes = [clip_box(list(person)) for person in split_people(np.stack(sample_frames(video.raw_video, probes)))]
+    boxes = video_boxes(video.raw_video, T)
     tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]).cpu() for a in audio])  # [P,T]
     del audio
-    blocks = _Blocks(out, cfg.data.window_stride_steps * cfg.model.chunk_frames)
-    out.begin()
-    for frames in stream_frames(video.raw_video, max(1, cfg.vae.encode_batch)):
-        frames = frames[: T - blocks.frames]
-        if len(frames):
-            blocks.add(_encode_people(frames, boxes, cfg, vae))
-    blocks.flush()
-    if blocks.frames < T - FPS:  # the header promised more: a truncated or damaged file
-        raise UserError(f"{video.raw_video}: decoding stopped at frame {blocks.frames} of {T} (truncated or damaged)")
-    if blocks.frames < window:
-        raise UserError(f"{video.raw_video}: {blocks.frames} frames decoded, shorter than one training window")
-    speaking, emotion = video_labels(video, blocks.frames)
-    out.end(tokens[:, : blocks.frames], torch.from_numpy(speaking), torch.from_numpy(emotion),
-            {**meta, "clip": "", "first": 0})
+    n = _write_latents(out, stream_frames(video.raw_video, max(1, cfg.vae.encode_batch)), boxes, T, cfg, vae)
+    if n < T - FPS:  # the header promised more: a truncated or damaged file
+        raise UserError(f"{video.raw_video}: decoding stopped at frame {n} of {T} (truncated or damaged)")
+    if n < out.window:
+        raise UserError(f"{video.raw_video}: {n} frames decoded, shorter than one training window")
+    speaking, emotion = video_labels(video, n)
+    out.end(tokens[:, :n], torch.from_numpy(speaking), torch.from_numpy(emotion), {**meta, "clip": "", "first": 0})
     return {"centre_crops": sum(b is None for b in boxes), "skipped_clips": 0}
 
 
-def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window: int,
-                       out: VideoShardWriter, meta: dict) -> dict:
+def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, out: VideoShardWriter,
+                       meta: dict) -> dict:
     centre_crops, skipped = 0, 0
     for clip in video.clips:
         if clip.start is None:  # no left log says when it was
@@ -172,19 +175,16 @@ def _encode_turn_clips(video: Video, cfg: DyadGenConfig, tokenizer, vae, window:
         except UserError:
             skipped += 1
             continue
-        if len(span.frames) < window:
+        T = len(span.frames)
+        if T < out.window:
             skipped += 1
             continue
-        boxes = [clip_box(list(person)) for person in split_people(span.frames)]
+        boxes = people_boxes(span.frames)
         centre_crops += sum(b is None for b in boxes)
-        tokens = torch.stack([tokenizer.encode(a[: len(span.frames) * SAMPLES_PER_FRAME]).cpu()
-                              for a in span.audio])  # [P,T]
-        blocks = _Blocks(out, cfg.data.window_stride_steps * cfg.model.chunk_frames)
-        out.begin()
-        for a in range(0, len(span.frames), max(1, cfg.vae.encode_batch)):
-            blocks.add(_encode_people(span.frames[a: a + cfg.vae.encode_batch], boxes, cfg, vae))
-        blocks.flush()
-        speaking, emotion = video_labels(video, len(span.frames), span.first)
+        tokens = torch.stack([tokenizer.encode(a[: T * SAMPLES_PER_FRAME]).cpu() for a in span.audio])  # [P,T]
+        step = max(1, cfg.vae.encode_batch)
+        _write_latents(out, (span.frames[a: a + step] for a in range(0, T, step)), boxes, T, cfg, vae)
+        speaking, emotion = video_labels(video, T, span.first)
         out.end(tokens, torch.from_numpy(speaking), torch.from_numpy(emotion),
                 {**meta, "clip": clip.path.stem, "first": span.first})
     if not out.segments:
@@ -229,10 +229,10 @@ def _process_video(video: Video, shard: Path, split: str, text: str, cfg: DyadGe
     """Encode one video into its shard (written as it is encoded, renamed into place at the end).
     Returns counts, or the reason it was skipped (nothing of it is left on disk then)."""
     meta = {"video": video.name, "dialogue": video.dialogue_id, "split": split, "text": text}
-    window = cfg.model.chunk_frames * cfg.data.window_steps
+    C = cfg.model.chunk_frames
+    window, stride = cfg.data.window_steps * C, cfg.data.window_stride_steps * C
     try:
         with ShardWriter(shard) as writer:
-            stride = cfg.data.window_stride_steps * cfg.model.chunk_frames
             out = VideoShardWriter(writer, video.name, window, stride, cfg.data.num_refs)
             counts = encode_video(video, cfg, _Encoders.tokenizer, _Encoders.vae, out, meta)
             record = writer.finish(**out.finish())

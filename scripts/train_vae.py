@@ -24,8 +24,7 @@ def collect_frames(root: str, size: tuple[int, int], stride: int, cfg) -> tuple[
     import numpy as np
     from tqdm.auto import tqdm
 
-    from dyadgen.data.clips import ClipError, crop_people, sample_frames, split_people, stream_frames
-    from dyadgen.data.crop import clip_box
+    from dyadgen.data.clips import ClipError, crop_people, stream_frames, video_boxes
     from dyadgen.data.socioemodialog import index_dataset
     from dyadgen.data.splits import split_of
 
@@ -40,11 +39,10 @@ def collect_frames(root: str, size: tuple[int, int], stride: int, cfg) -> tuple[
                 kept.append(piece[(-T) % stride:: stride])  # the frames whose index is a multiple of stride
                 T += len(piece)
             frames = np.concatenate(kept)  # [ceil(T/stride),H,W,3]
-            probes = sample_frames(video.raw_video, [int(i) for i in np.linspace(0, T - 1, 5)])
+            boxes = video_boxes(video.raw_video, T)  # the shared crop rule, over the whole video
         except ClipError as err:
             print(f"skipped: {err}")
             continue
-        boxes = [clip_box(list(person)) for person in split_people(np.stack(probes))]  # the shared crop rule
         people, _ = crop_people(frames, size, boxes)  # [P,T,3,h,w]
         split = split_of(video.dialogue_id or video.name, cfg.data.val_fraction, cfg.data.test_fraction)
         (train if split == "train" else held).append(torch.from_numpy(people.reshape(-1, *people.shape[2:])))

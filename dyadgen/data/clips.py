@@ -149,13 +149,25 @@ def split_people(frames: np.ndarray) -> list[np.ndarray]:
     return [frames[:, :, :half], frames[:, :, half: 2 * half]]
 
 
+def people_boxes(frames: np.ndarray) -> list[Box | None]:
+    """One face box per person (the crop rule's, over a few of the side-by-side frames [T,H,W,3])."""
+    return [clip_box(list(person)) for person in split_people(frames)]
+
+
+def video_boxes(path: str | os.PathLike, num_frames: int) -> list[Box | None]:
+    """:func:`people_boxes` of a whole video from five of its ``num_frames`` frames, spread over it,
+    without decoding the rest (for a video that is then streamed)."""
+    probes = [int(i) for i in np.linspace(0, num_frames - 1, 5)]
+    return people_boxes(np.stack(sample_frames(path, probes)))
+
+
 def crop_people(frames: np.ndarray, size: tuple[int, int],
                 boxes: list[Box | None] | None = None) -> tuple[np.ndarray, list[Box | None]]:
     """Side-by-side frames [T,H,W,3] -> uint8 [P,T,3,h,w] by the crop rule (one face box per person
     for the whole range so the framing never jitters)."""
     people = split_people(frames)
     if boxes is None:
-        boxes = [clip_box(list(p)) for p in people]
+        boxes = people_boxes(frames)
     cropped = [np.stack([crop_to_framing(f, box, size) for f in person])
                for person, box in zip(people, boxes, strict=True)]
     return np.stack(cropped).transpose(0, 1, 4, 2, 3), boxes  # [P,T,3,h,w]
