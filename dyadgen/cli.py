@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "dataset-stats": "dyadgen.commands.dataset_stats",
     "verify-shards": "dyadgen.commands.verify_shards",
     "evaluate": "dyadgen.commands.evaluate",
+    "video-stats": "dyadgen.commands.video_stats",
     "bench": "dyadgen.commands.bench",
 }
 

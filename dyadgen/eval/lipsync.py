@@ -2,7 +2,8 @@
 
 Always available: the correlation of the measured mouth opening with the speech envelope, and the
 audio-video offset (frames) that maximises it. With SyncNet weights: LSE-D and LSE-C as syncnet_python
-defines them, on each run of at least a second of speaking frames (dyadgen.eval.networks.syncnet).
+scores a clip - the whole window, one offset curve (dyadgen.eval.networks.syncnet) - and, under their own
+names, the same on each run of at least a second of speaking frames, weighted by length.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ MOUTH_CORR = ("Pearson correlation of the mouth opening (face landmarks) with th
               "envelope (per-frame RMS), over the frames where they speak; higher is better")
 OFFSET = ("audio-video offset in frames (within +-15) that maximises that correlation; positive = the "
           "mouth lags the voice; |offset| near 0 is better")
-LSE_D = "LSE-D: SyncNet distance of mouth and own audio at the best offset (syncnet_python); lower is better"
-LSE_C = "LSE-C: SyncNet confidence, median minus minimum of the distance over offsets; higher is better"
+LSE_D = ("LSE-D: SyncNet distance of mouth and own audio at the offset (within +-15) where the clip's mean "
+         "distance is least, the whole window as one clip; lower is better")
+LSE_C = "LSE-C: SyncNet confidence of the whole window, median minus minimum of its mean distance over offsets"
+LSE_FOLLOWS = "joonson/syncnet_python SyncNetInstance.py (evaluate)"
+LSE_DIFFERS = ("crops from the tracked landmarks' median box (syncnet_python's pipeline tracks with S3FD); frames "
+               "resized in memory without its XVID/JPEG round trip")
+LSE_RUN_D = ("LSE-D per speaking run (DyadGen): syncnet_python's LSE-D on each run of at least 1 s of the "
+             "person's speech, weighted by run length; lower is better")
+LSE_RUN_C = "LSE-C per speaking run (DyadGen): as lse_run_d, syncnet_python's confidence; higher is better"
 MAX_OFFSET = 15
 MIN_RUN = 25  # frames: SyncNet is scored on runs of speech of at least a second
 
@@ -66,8 +74,19 @@ def face_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = 224) -> np
     return np.stack(out)  # [T,size,size,3]
 
 
-def lse(net, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, speaks: np.ndarray
-        ) -> tuple[float | None, float | None]:
+def lse_clip(net, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray) -> tuple[float | None, float | None]:
+    """(LSE-D, LSE-C) of the whole clip, as syncnet_python scores one: frames uint8 [T,H,W,3], landmarks
+    [T,68,2], the person's own track [T * 640]."""
+    from dyadgen.eval.networks.syncnet import lse as run_lse
+
+    if len(frames) < 6:
+        return None, None
+    dist, conf, _ = run_lse(face_crops(frames, landmarks), audio, net)
+    return float(dist), float(conf)
+
+
+def lse_runs(net, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, speaks: np.ndarray
+             ) -> tuple[float | None, float | None]:
     """(LSE-D, LSE-C) over the speaking runs, weighted by their length; (None, None) without a run."""
     from dyadgen.clock import SAMPLES_PER_FRAME
     from dyadgen.eval.networks.syncnet import lse as run_lse

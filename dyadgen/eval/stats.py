@@ -1,22 +1,32 @@
-"""One reported figure: a mean over clips with its 95 % interval, its n and its definition."""
+"""One reported figure: a value with its 95 % interval, its n, its definition and the reference it follows.
+
+Intervals resample DIALOGUES (the held-out videos), not windows: windows cut from one video share its
+people, its recording and its conversation, so they are not independent draws (a cluster bootstrap).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-BOOTSTRAP = 2000  # resamples of the clips for the interval
+BOOTSTRAP = 2000  # resamples of the dialogues for the interval of a mean
+POOLED_BOOTSTRAP = 200  # resamples for a pooled statistic (SID, FID, FVD), each of which is refitted
 SEED = 0  # fixed: the same scores give the same interval on every run
+OWN = "DyadGen's own (no published reference)"
 
 
 @dataclass
 class Figure:
     value: float | None  # None: unavailable (no clip had what the metric needs)
-    low: float | None  # 95 % percentile-bootstrap interval over clips
+    low: float | None  # 95 % percentile-bootstrap interval over dialogues
     high: float | None
-    n: int  # clips that contributed
+    n: int  # windows that contributed
     definition: str
+    follows: str = OWN  # the reference implementation (repository and file) whose formula this is
+    differs: str = ""  # where this figure differs from that reference ("" = it does not)
+    dialogues: int = 0  # independent units the interval resampled
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -24,26 +34,62 @@ class Figure:
     def text(self, digits: int = 3) -> str:
         if self.value is None:
             return "n/a"
-        if self.low is None or self.n < 2:
+        if self.low is None:
             return f"{self.value:.{digits}f}"
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-def summarise(per_clip: list[float | None], definition: str) -> Figure:
-    """Mean of the clips' values (None and NaN left out) with a percentile-bootstrap 95 % interval."""
-    x = np.array([v for v in per_clip if v is not None and np.isfinite(v)], np.float64)
+def _units(groups: Sequence[str] | None, n: int) -> np.ndarray:
+    """Dialogue index of each value (each value its own dialogue when none are given)."""
+    if groups is None:
+        return np.arange(n)
+    return np.unique(np.asarray(groups), return_inverse=True)[1]
+
+
+def summarise(per_clip: list[float | None], definition: str, groups: Sequence[str] | None = None,
+              follows: str = OWN, differs: str = "") -> Figure:
+    """Mean of the clips' values (None and NaN left out) with a 95 % percentile interval from resampling the
+    dialogues (``groups``: the dialogue of each clip; None = every clip its own) with replacement."""
+    x = np.array([np.nan if v is None else v for v in per_clip], np.float64)
+    units = _units(groups, len(x))
+    keep = np.isfinite(x)
+    x, units = x[keep], units[keep]
     if x.size == 0:
-        return Figure(None, None, None, 0, definition)
-    if x.size == 1:
-        return Figure(float(x[0]), None, None, 1, definition)
+        return Figure(None, None, None, 0, definition, follows, differs)
+    ids, units = np.unique(units, return_inverse=True)
+    G = len(ids)
+    if G < 2:
+        return Figure(float(x.mean()), None, None, int(x.size), definition, follows, differs, G)
+    sums, counts = np.bincount(units, x, G), np.bincount(units, minlength=G).astype(np.float64)  # [G] each
     rng = np.random.default_rng(SEED)
-    means = x[rng.integers(0, x.size, (BOOTSTRAP, x.size))].mean(axis=1)  # [BOOTSTRAP]
+    draws = rng.integers(0, G, (BOOTSTRAP, G))  # [B,G] dialogues drawn
+    means = sums[draws].sum(1) / counts[draws].sum(1)  # [B] the mean over every window of the drawn dialogues
     low, high = np.percentile(means, [2.5, 97.5])
-    return Figure(float(x.mean()), float(low), float(high), int(x.size), definition)
+    return Figure(float(x.mean()), float(low), float(high), int(x.size), definition, follows, differs, G)
 
 
-def unavailable(definition: str, reason: str) -> Figure:
-    return Figure(None, None, None, 0, f"{definition} - unavailable: {reason}")
+def pooled(items: list, groups: Sequence[str], statistic: Callable[[list], float | None], definition: str,
+           follows: str = OWN, differs: str = "", resamples: int = POOLED_BOOTSTRAP) -> Figure:
+    """A statistic of all items pooled (SID's histogram, FID's Gaussians) with a 95 % interval from
+    recomputing it on resampled dialogues (a dialogue drawn twice brings its items twice)."""
+    if not items:
+        return Figure(None, None, None, 0, definition, follows, differs)
+    value = statistic(items)
+    units = _units(groups, len(items))
+    G = int(units.max()) + 1
+    members = [[items[i] for i in np.flatnonzero(units == g)] for g in range(G)]
+    if value is None or G < 2:
+        return Figure(value, None, None, len(items), definition, follows, differs, G)
+    rng = np.random.default_rng(SEED)
+    stats = [statistic([it for g in rng.integers(0, G, G) for it in members[g]]) for _ in range(resamples)]
+    stats = np.array([s for s in stats if s is not None], np.float64)
+    low, high = np.percentile(stats, [2.5, 97.5]) if stats.size else (None, None)
+    return Figure(value, None if low is None else float(low), None if high is None else float(high), len(items),
+                  definition, follows, differs, G)
+
+
+def unavailable(definition: str, reason: str, follows: str = OWN, differs: str = "") -> Figure:
+    return Figure(None, None, None, 0, f"{definition} - unavailable: {reason}", follows, differs)
 
 
 def masked_mean(x: np.ndarray, mask: np.ndarray) -> float | None:

