@@ -117,7 +117,18 @@ def test_dialogues_and_emotions_match_the_script_in_order(tree):
     reasons = {(Path(f).name, r) for f, r in index.problems}
     assert any(f == f"{LEFT}_left_speaker_diarization_asr.json" and "contains 'left'" in r for f, r in reasons)
     lost = "left" if case == "overwritten" else "right"  # the side whose ASR their script never kept
-    assert all(not t.utterance_id for t in left.turns if t.side == lost)  # unknown, never guessed
+    assert all(t.matched_by != "text" for t in left.turns if t.side == lost)  # no text to match
+    # labels from order: a lost-side turn between two text-matched partner turns takes the script's line
+    # there, when the timeline has exactly as many turns as the script has lines; the rest stay unknown
+    expected = {t.start: u["utterance_id"] for t, u in zip(sorted(left.turns, key=lambda t: t.start),
+                                                             scripts["990102_002"]["utterances"], strict=False)}
+    partner = [t.start for t in left.turns if t.side != lost and t.matched_by == "text"]
+    by_order = [t for t in left.turns if t.matched_by == "order"]
+    assert by_order and all(t.side == lost and t.score == 0.0 for t in by_order)
+    assert all(t.utterance_id == expected[t.start] for t in by_order)  # the right line, never a neighbour's
+    bracketed = [t for t in left.turns if t.side == lost and partner and partner[0] < t.start < partner[-1]]
+    assert {t.start for t in by_order} == {t.start for t in bracketed}
+    assert all(not t.utterance_id for t in left.turns if t.side == lost and t not in bracketed)  # never guessed
     kept = [t for t in left.turns if t.side != lost and t.utterance_id]
     assert kept and all(t.dialogue_id == "990102_002" and t.score == 1.0 for t in kept)
     script_order = [u["utterance_id"] for u in scripts["990102_002"]["utterances"]]
@@ -201,6 +212,8 @@ def test_dataset_stats_on_their_tree_and_on_clips_alone(tree, tmp_path, capsys):
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["videos_with_raw"] == 2 and stats["matched_dialogues"] == 3 and stats["hours"] > 0.01
     assert stats["matched_turns"] + stats["unmatched_turns"] == stats["turns"] and stats["unmatched_turns"] > 0
+    assert stats["text_matched_turns"] + stats["order_matched_turns"] == stats["matched_turns"]
+    assert stats["order_matched_turns"] > 0  # the "left" video's lost side, between its partner's turns
     assert sum(stats["turns_per_emotion"].values()) == stats["matched_turns"]
     assert any("contains 'left'" in s["reason"] for s in stats["skipped"])
     clips_only = tmp_path / "clips_only"
@@ -296,4 +309,8 @@ def test_swapped_or_duplicated_asr_jsons_are_detected_and_read_from_the_logs(tre
     assert any("identical" in r for _, r in index.problems)
     got = {(t.side, t.number): t.utterance_id for t in video.turns}
     assert all(got[k] == original[k] for k in got if k[0] == "right")
-    assert not any(u for (side, _), u in got.items() if side == "left")  # the left side's ASR is lost: unknown
+    # the left side's ASR is lost: its turns between two of the right's are labelled by order, and right
+    left_turns = [t for t in video.turns if t.side == "left"]
+    assert all(t.matched_by != "text" for t in left_turns)
+    assert any(t.matched_by == "order" for t in left_turns)
+    assert all(got[(t.side, t.number)] == original[(t.side, t.number)] for t in left_turns if t.utterance_id)

@@ -80,3 +80,10 @@ def test_a_socioemodialog_root_gives_raw_videos_and_clips_only_where_the_raw_vid
         (tmp_path / name).write_bytes(b"")
     found = [p.relative_to(tmp_path).as_posix() for p in find_videos([str(tmp_path)])]
     assert found == ["a.mp4", "b/video_segments/0.mp4"]
+
+
+def test_segmentation_of_a_tight_crop_or_a_box_off_the_frame_does_not_fail():
+    # the crop rule's framing: the shoulders reach both sides, so no background can be seeded
+    for size, box in (((128, 112), face.prior_box((128, 112))), ((96, 96), (-40, -40, 10, 10))):
+        mask = video_stats.person_mask(np.zeros((*size, 3), np.uint8), box)
+        assert mask.shape == size and mask.dtype == bool

@@ -43,7 +43,8 @@ class Turn:
     utterance_id: str = ""  # empty: not matched to a script line (emotion unknown)
     emotion: str = ""
     script_text: str = ""
-    score: float = 0.0  # text similarity of the ASR to the matched script line
+    score: float = 0.0  # text similarity of the ASR to the matched script line (0 for a match by order)
+    matched_by: str = ""  # "text" (its ASR matched the line), "order" (placed between the partner's), "" unknown
 
 
 @dataclass
@@ -136,6 +137,7 @@ def index_dataset(root: str | Path, *, script_json: str = "", video_to_dialogue:
             if len(readings) > 1:
                 _apply_asr(video, readings[scores.index(max(scores))])
                 _match(video, scripts, candidates)
+            _match_by_order(video, scripts)
         videos.append(video)
     return DatasetIndex(root, videos, scripts, problems)
 
@@ -165,11 +167,45 @@ def _match(video: Video, scripts: dict[str, dict], candidates: list[str]) -> flo
         for turn, m in zip(turns, matches[side], strict=True):
             if m is not None:
                 turn.dialogue_id, turn.utterance_id, turn.emotion = m.dialogue_id, m.utterance_id, m.emotion
-                turn.script_text, turn.score = m.text, m.score
+                turn.script_text, turn.score, turn.matched_by = m.text, m.score, "text"
     video.dialogue_ids = list(dict.fromkeys(t.dialogue_id for t in video.turns if t.dialogue_id))
     if video.dialogue_ids:
         video.topic = str(scripts[video.dialogue_id].get("topic_label", ""))
     return sum(t.score for t in video.turns)
+
+
+def _match_by_order(video: Video, scripts: dict[str, dict]) -> int:
+    """Label turns that have no usable ASR (their whisper_asr.py loses one side of every video whose name
+    contains "left") from the order of the dialogue: between two consecutive text-matched turns of the
+    partner in one dialogue, the script's lines of the other speaker id go, in order, to this side's turns
+    on the timeline there - only when the timeline holds exactly as many of them as the script has lines,
+    none of them already matched or carrying text of its own; never otherwise. Returns the turns labelled."""
+    position = {str(u.get("utterance_id", "")): i for d in scripts.values() for i, u in enumerate(d["utterances"])}
+    labelled = 0
+    for side in SIDES:
+        partner = [t for t in video.turns if t.side != side and t.matched_by == "text"]
+        own = [t for t in video.turns if t.side == side]
+        for a, b in zip(partner, partner[1:], strict=False):
+            if a.dialogue_id != b.dialogue_id:
+                continue
+            utterances = scripts[a.dialogue_id]["utterances"]
+            partner_id = utterances[position[a.utterance_id]].get("speaker_id")
+            if utterances[position[b.utterance_id]].get("speaker_id") != partner_id:
+                continue  # the partner's two lines disagree on who the partner is: no order to trust
+            lines = [u for u in utterances[position[a.utterance_id] + 1: position[b.utterance_id]]
+                     if u.get("speaker_id") != partner_id]
+            between = [t for t in own if a.start < t.start < b.start]  # this side's turns there, in time order
+            if not lines or len(between) != len(lines):
+                continue
+            if any(t.utterance_id or (t.asr and t.asr_flag) for t in between):
+                continue  # a turn with its own text or match keeps it
+            for turn, u in zip(between, lines, strict=True):
+                turn.dialogue_id, turn.utterance_id = a.dialogue_id, str(u.get("utterance_id", ""))
+                turn.emotion, turn.script_text = str(u.get("emotion_label", "")), str(u.get("text", ""))
+                turn.score, turn.matched_by = 0.0, "order"
+                labelled += 1
+    video.dialogue_ids = list(dict.fromkeys(t.dialogue_id for t in video.turns if t.dialogue_id))
+    return labelled
 
 
 def _order_agreement(video: Video, scripts: dict[str, dict]) -> int:
@@ -310,7 +346,7 @@ def _asr_readings(video: Video, asr: dict[str, list[dict]], problems) -> list[di
 def _apply_asr(video: Video, reading: dict[str, list[dict]]) -> None:
     for turn in video.turns:
         turn.asr, turn.asr_flag = "", False
-        turn.dialogue_id = turn.utterance_id = turn.emotion = turn.script_text = ""
+        turn.dialogue_id = turn.utterance_id = turn.emotion = turn.script_text = turn.matched_by = ""
         turn.score = 0.0
     for side, entries in reading.items():
         by_number = {t.number: t for t in video.turns if t.side == side}

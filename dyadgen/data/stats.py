@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from dyadgen.data.emotions import EMOTIONS
+from dyadgen.data.emotions import EMOTIONS, deviation_score
 from dyadgen.data.socioemodialog import index_dataset
 from dyadgen.errors import UserError
 from dyadgen.io.video import probe_video
@@ -41,6 +41,7 @@ def dataset_stats(root: str | Path, *, script_json: str = "", video_to_dialogue:
             clip_seconds += (clip.end - clip.start) if clip.start is not None else info.duration
     turns = [t for v in index.videos for t in v.turns]
     matched = [t for t in turns if t.utterance_id]
+    by_text = [t for t in matched if t.matched_by == "text"]
     utterances = Counter(u.get("emotion_label", "") for s in index.scripts.values() for u in s["utterances"])
     return {
         "videos": len(index.videos),
@@ -49,8 +50,10 @@ def dataset_stats(root: str | Path, *, script_json: str = "", video_to_dialogue:
         "matched_dialogues": len({t.dialogue_id for t in matched}),
         "turns": len(turns),
         "matched_turns": len(matched),
+        "text_matched_turns": len(by_text),
+        "order_matched_turns": len(matched) - len(by_text),
         "unmatched_turns": len(turns) - len(matched),
-        "mean_match_score": sum(t.score for t in matched) / len(matched) if matched else 0.0,
+        "mean_match_score": sum(t.score for t in by_text) / len(by_text) if by_text else 0.0,
         "turns_per_emotion": _in_order(Counter(t.emotion for t in matched)),
         "hours": (raw_seconds + clip_seconds) / 3600,
         "hours_from_raw_videos": raw_seconds / 3600,
@@ -59,5 +62,7 @@ def dataset_stats(root: str | Path, *, script_json: str = "", video_to_dialogue:
         "utterances": sum(utterances.values()),
         "utterances_per_emotion": _in_order(utterances),
         "topics": dict(Counter(s.get("topic_label", "") for s in index.scripts.values())),
+        "deviation_score_script": deviation_score(utterances)[0],
+        "deviation_score_turns": deviation_score(Counter(t.emotion for t in matched))[0],
         "skipped": [{"file": f, "reason": r} for f, r in problems],
     }

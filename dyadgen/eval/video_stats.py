@@ -78,6 +78,9 @@ def person_mask(frame: np.ndarray, box) -> np.ndarray:
     seed[region(-99, -1.3, 99)] = cv2.GC_BGD  # well above the hair
     seed[region(-0.3, 0.3, 0.3)] = cv2.GC_FGD  # the face's core
     seed[region(1.2, 99, 0.4)] = cv2.GC_FGD  # the chest below it
+    person = (seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)
+    if person.all() or not person.any():  # the person fills the frame (or the box lies outside it): no
+        return cv2.resize(person.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)  # model
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's generator: fixed, so runs repeat
     cv2.grabCut(small, seed, None, background, foreground, 3, cv2.GC_INIT_WITH_MASK)
