@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "verify-shards": "dyadgen.commands.verify_shards",
     "evaluate": "dyadgen.commands.evaluate",
     "video-stats": "dyadgen.commands.video_stats",
+    "probe-emotion": "dyadgen.commands.probe_emotion",
     "bench": "dyadgen.commands.bench",
 }
 

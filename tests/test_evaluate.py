@@ -26,7 +26,7 @@ def evaluated(tmp_path_factory):
     shutil.copytree(root / name, root / broken)
     (root / f"{broken}.mp4").write_bytes(b"not a video")
     config = root / "eval.yaml"
-    config.write_text("basis_clips: 1\nweights:\n  syncnet: ''\n")
+    config.write_text("basis_clips: 1\nemotion_windows: 1\nweights:\n  syncnet: ''\n")
     out = tmp_path_factory.mktemp("evaluation") / "out"
     args = ["evaluate", "--data", str(root), "--split", "all", "--max-clips", "1", "--seconds", "4",
             "--out", str(out), "--videos", "1", "--config", str(config), "--device", "cpu"]
@@ -53,6 +53,12 @@ def test_real_video_measures_score_a_corpus_without_ground_truth_npz(evaluated):
     for g in ("exp", "jaw", "pose"):  # the static frame never moves
         assert body["systems"]["static"][f"variance_{g}/all"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert body["dialogues"] == 1 and model["psnr/all"]["dialogues"] == 1
+    # emotion: the same window generated as Joy and as Anger, its faces compared; the probe's figures are
+    # there for every system, or say why they cannot be
+    assert model["emotion_condition_shift/all"]["n"] == 2 and model["emotion_condition_shift/all"]["value"] >= 0
+    for system in body["systems"].values():
+        figure = system["emotion_war/all"]
+        assert figure["value"] is not None or "unavailable" in figure["definition"]
 
 
 def test_metrics_without_weights_say_unavailable_and_why(evaluated):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dyadgen.data.emotions import EMOTION_IDS
 from dyadgen.errors import UserError
 from dyadgen.eval import measure
 from dyadgen.eval.heldout import GroundTruth, HeldOutClip, clip_folder, held_out_clips, read_truth
@@ -81,7 +82,7 @@ def _truth_file(folder: Path, truth: GroundTruth) -> None:
 
     T = truth.frames.shape[1]
     extra = {"envelope": np.stack([speech_envelope(a, T) for a in truth.audio]), "speaking": truth.speaking,
-             "reference_frames": np.array(truth.reference_frames)}
+             "emotion": truth.emotion, "reference_frames": np.array(truth.reference_frames)}
     if truth.synthetic is not None:
         from dyadgen.eval.motion import mouth_opening
 
@@ -131,17 +132,20 @@ def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = 
     _fit_basis(run.out, index.videos, splitter, cfg, size, run.failed, progress)
     for i, window in enumerate(tqdm(windows, desc="evaluate", unit="window", disable=not progress)):
         try:
-            _evaluate_window(pipe, window, options, nets, run.out, size, write_video=i < cfg.videos)
+            _evaluate_window(pipe, window, options, nets, run.out, size, write_video=i < cfg.videos,
+                             emotion_check=i < cfg.emotion_windows)
             run.clips.append(window.key)
         except (UserError, OSError, ValueError, RuntimeError) as err:  # a bad window is skipped, counted, listed
             run.failed.append((window.key, str(err).splitlines()[0] if str(err) else type(err).__name__))
     return run
 
 
-def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, write_video: bool) -> None:
+def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, write_video: bool,
+                     emotion_check: bool = False) -> None:
     folder = clip_folder(out, window)
     todo = [s for s in SYSTEMS if not (folder / f"{s}.npz").is_file()]
-    if not todo and (not write_video or (folder / "side_by_side.mp4").is_file()):
+    condition = emotion_check and not (folder / "emotion_condition.npz").is_file()
+    if not todo and not condition and (not write_video or (folder / "side_by_side.mp4").is_file()):
         return
     truth = read_truth(window, size)
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,6 +161,11 @@ def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, 
         if system in todo:
             extra = _synthetic_scores(frames, truth) if truth.synthetic is not None else {}
             measure.save(folder / f"{system}.npz", measure_system(frames, truth, system, nets), extra)
+    if condition:
+        from dyadgen.eval.dyadic import MotionBasis
+
+        _emotion_condition(pipe, truth, options, MotionBasis.load(out / "motion_basis.npz"),
+                           folder / "emotion_condition.npz")
 
 
 def _side_by_side(path: Path, truth: GroundTruth, frames: np.ndarray) -> None:
@@ -171,28 +180,64 @@ def _side_by_side(path: Path, truth: GroundTruth, frames: np.ndarray) -> None:
 
 
 def _fit_basis(out: Path, videos, splitter, cfg: EvalConfig, size, failed, progress: bool) -> None:
-    """The motion PCA from ground truth of training windows (the held-out split's when there are none)."""
+    """The motion PCA from ground truth of training windows (the held-out split's when there are none), and
+    from the same training windows the emotion probe's training set (emotion_train.npz; none without
+    training windows: a probe is never trained on the windows it scores)."""
     from tqdm.auto import tqdm
 
-    from dyadgen.eval import face
+    from dyadgen.eval import emotion, face
     from dyadgen.eval.dyadic import fit_basis
+    from dyadgen.preprocess import video_labels
 
     path = out / "motion_basis.npz"
     if path.is_file():
         return
-    windows = held_out_clips(videos, splitter, "train", cfg.seconds, cfg.basis_clips) or \
-        held_out_clips(videos, splitter, cfg.split, cfg.seconds, cfg.basis_clips)
-    landmarks = []
+    windows = held_out_clips(videos, splitter, "train", cfg.seconds, cfg.basis_clips)
+    training = bool(windows)
+    windows = windows or held_out_clips(videos, splitter, cfg.split, cfg.seconds, cfg.basis_clips)
+    tracks, labels = [], []
     for window in tqdm(windows, desc="motion basis", unit="window", disable=not progress):
         try:
             truth = read_truth(window, size)
         except (UserError, OSError, ValueError) as err:
             failed.append((window.key, f"motion basis: {err}"))
             continue
-        landmarks += [face.track(truth.frames[p], prior=face.prior_box(size)).landmarks for p in range(2)]
-    if not landmarks:
+        tracks += [face.track(truth.frames[p], prior=face.prior_box(size)) for p in range(2)]
+        per_frame = video_labels(window.video, truth.frames.shape[1], window.first)[1]  # [P,T]
+        labels += [emotion.window_label(per_frame[p]) for p in range(2)]
+    if not tracks:
         raise UserError("no ground-truth window could be read to fit the motion basis")
-    basis = fit_basis(landmarks)
+    basis = fit_basis([t.landmarks for t in tracks])
+    if training:
+        rows = [(emotion.face_features(t.landmarks, t.head_pose, basis), y)
+                for t, y in zip(tracks, labels, strict=True)]
+        rows = [(x, y) for x, y in rows if x is not None and y >= 0]
+        if rows:
+            tmp = out / ".emotion_train.tmp.npz"
+            np.savez(tmp, features=np.stack([x for x, _ in rows]), labels=np.array([y for _, y in rows]))
+            tmp.replace(out / "emotion_train.npz")
     tmp = path.with_name(".motion_basis.tmp.npz")
     basis.save(tmp)
+    tmp.replace(path)
+
+
+def _emotion_condition(pipe, truth: GroundTruth, options, basis, path: Path) -> None:
+    """The window generated under each of the contrasting labels (both people), its face features
+    [labels,P,26] (NaN where no face) saved to ``path``."""
+    from dataclasses import replace
+
+    from dyadgen.eval import emotion, face
+
+    size = truth.frames.shape[2:4]
+    features = np.full((len(emotion.CONTRAST), 2, 26), np.nan)
+    for i, label in enumerate(emotion.CONTRAST):
+        conditioned = replace(options, left_emotion=label, right_emotion=label)
+        frames = generate(pipe, truth, conditioned, "model")
+        for p in range(2):
+            track = face.track(frames[p], prior=face.prior_box(size))
+            x = emotion.face_features(track.landmarks, track.head_pose, basis)
+            if x is not None:
+                features[i, p] = x
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, features=features, labels=np.array([EMOTION_IDS[c] for c in emotion.CONTRAST]))
     tmp.replace(path)

@@ -21,6 +21,7 @@ from dyadgen.data.crop import Box, clip_box, crop_to_framing
 from dyadgen.data.layout import SIDES
 from dyadgen.data.socioemodialog import Clip, Video
 from dyadgen.errors import UserError
+from dyadgen.preprocess import video_labels
 
 REFERENCE_GAP = FPS  # frames between the scored window and its reference frame, at least
 
@@ -47,6 +48,7 @@ class GroundTruth:
     references: np.ndarray  # uint8 [P,H,W,3] each person's reference frame, same framing
     reference_frames: list[int]  # where on the timeline each reference was taken
     synthetic: dict[str, np.ndarray] | None  # ground_truth.npz arrays [P,T] of a `dyadgen synth` corpus
+    emotion: np.ndarray | None = None  # long [P,T] each frame's emotion id (-1 unknown), from the turn timeline
 
 
 def video_frames(video: Video) -> int:
@@ -172,7 +174,8 @@ def read_truth(window: HeldOutClip, size: tuple[int, int]) -> GroundTruth:
         with np.load(truth_file) as z:
             synthetic = {k: z[k][:, window.first: window.first + T] for k in z.files}
     return GroundTruth(crops.transpose(0, 1, 3, 4, 2)[:, :T], audio[:, : T * SAMPLES_PER_FRAME],
-                       _speaking(video, window.first, T), references, picks, synthetic)
+                       _speaking(video, window.first, T), references, picks, synthetic,
+                       video_labels(video, T, window.first)[1])
 
 
 def _crop_side(frame: np.ndarray, person: int, box: Box | None, size: tuple[int, int]) -> np.ndarray:

@@ -17,7 +17,8 @@ VIDEO = [f"video_{k}/all" for k in ("occupancy", "face_x", "face_y", "face_size"
 HEADLINE = ["mouth_env_corr/speaking", "av_offset/speaking", "lse_d/all", "lse_c/all", "lse_run_d/speaking",
             "lse_run_c/speaking", "false_talk/listening", "silent_open/silent", "synchrony/listening",
             "synchrony_gap/listening", "psnr/all", "ssim/all", "lpips/all", "fid/all", "fvd/all", "identity/all",
-            "csim/all", *MOTION, *VIDEO, "face_found/all", "face_detected/all",
+            "csim/all", *MOTION, *VIDEO, "emotion_war/all", "emotion_uar/all", "emotion_condition_shift/all",
+            "emotion_condition_hit/all", "face_found/all", "face_detected/all",
             "synthetic_mouth_env_corr/speaking", "synthetic_false_talk/listening", "synthetic_mouth_corr/speaking",
             "synthetic_nod_corr/all"]
 BY_ROLE = ["psnr", "ssim", "identity"]

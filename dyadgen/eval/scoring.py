@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dyadgen.clock import FPS
-from dyadgen.eval import dyadic, identity, lipsync, quality, turns, video_stats
+from dyadgen.eval import dyadic, emotion, identity, lipsync, quality, turns, video_stats
 from dyadgen.eval.frechet import frechet_of_samples
 from dyadgen.eval.measure import FID_EVERY, FVD_FRAMES, FVD_STRIDE, load
 from dyadgen.eval.stats import OWN, Figure, masked_mean, pooled, summarise, unavailable
@@ -58,6 +58,8 @@ DEFINITIONS: dict[str, tuple[str, str, str]] = {
     "false_talk": (turns.FALSE_TALK, OWN, ""), "silent_open": (turns.SILENT_OPEN, OWN, ""),
     "synchrony": (turns.SYNCHRONY, OWN, ""), "synchrony_gap": (turns.SYNCHRONY_GAP, OWN, ""),
     "fid": (FID, FID_FOLLOWS, FID_DIFFERS), "fvd": (FVD, FVD_FOLLOWS, FVD_DIFFERS),
+    "emotion_war": (emotion.WAR, OWN, ""), "emotion_uar": (emotion.UAR, OWN, ""),
+    "emotion_condition_shift": (emotion.SHIFT, OWN, ""), "emotion_condition_hit": (emotion.HIT, OWN, ""),
     **{f"synthetic_{k}": (v, OWN, "") for k, v in SYNTH.items()},
     **{f"video_{k}": (v, "KwaiVGI/SocioEmoDialog eval_tools/video", "GrabCut seeded by the face track instead of "
                       "a body-segmentation network; dlib landmarks instead of OpenFace")
@@ -187,6 +189,7 @@ def score(out: Path, systems: tuple[str, ...], missing_networks: dict[str, str],
         truth_people = [sy["ground_truth"][0] for _, _, sy in loaded]
         figures[s] |= _frechet_figures(people, truth_people, dialogues, missing_networks, s == "ground_truth",
                                        sources or {})
+        figures[s] |= _emotion_figures(out, loaded, dialogues, basis, s)
         per_side[s] = {}
         for i, side in enumerate(("left", "right")):
             per_side[s][side] = _figures(values[s][i::2], dialogues, s, missing_networks)
@@ -274,6 +277,70 @@ def _frechet_figures(generated: list[list[dict]], truth: list[list[dict]], dialo
 
         out[f"{metric}/all"] = pooled(items, dialogues, distance, definition, follows, note)
     return out
+
+
+def _emotion_figures(out: Path, loaded: list, dialogues: list[str], basis, system: str) -> dict[str, Figure]:
+    """Emotion read from the faces by the probe trained on ground-truth training windows (dyadgen.eval.emotion):
+    WAR and UAR over every labelled person-window of the system, and for the model the condition check."""
+    keys = ("emotion_war", "emotion_uar")
+    path = out / "emotion_train.npz"
+    probe, scale = None, None
+    if path.is_file():
+        with np.load(path) as z:
+            probe, scale = emotion.fit(z["features"], z["labels"]), z["features"].std(0) + 1e-6
+    if probe is None:
+        reason = "no training window of this corpus has two emotion labels or more to train the probe on"
+        return {f"{k}/all": unavailable(DEFINITIONS[k][0], reason) for k in keys}
+    items = []  # per window: [(true, predicted)] of its labelled people
+    for _, truth, by_system in loaded:
+        pairs = []
+        for p, d in enumerate(by_system[system][0]):
+            label = emotion.window_label(truth["emotion"][p]) if "emotion" in truth else -1
+            x = emotion.face_features(d["landmarks"], d["pose"], basis)
+            if label >= 0 and x is not None:
+                pairs.append((label, int(probe.predict(x[None])[0])))
+        items.append(pairs)
+
+    def score_with(metric: int):
+        def statistic(chosen):
+            pairs = [pair for window in chosen for pair in window]
+            if not pairs:
+                return None
+            y, z = np.array(pairs).T
+            war, uar, _ = _recalls(y, z)
+            return (war, uar)[metric]
+        return statistic
+
+    out_figures = {f"{k}/all": pooled(items, dialogues, score_with(i), DEFINITIONS[k][0])
+                   for i, k in enumerate(keys)}
+    if system == "model":
+        out_figures |= _condition_figures(out, probe, scale)
+    return out_figures
+
+
+def _recalls(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, dict]:
+    recall = {int(c): float((predicted[truth == c] == c).mean()) for c in np.unique(truth)}
+    return float((truth == predicted).mean()), float(np.mean(list(recall.values()))), recall
+
+
+def _condition_figures(out: Path, probe, scale: np.ndarray) -> dict[str, Figure]:
+    """The same windows generated under two labels: how far apart the faces are, and whether the probe
+    reads each as its label."""
+    shifts, hits, groups = [], [], []
+    for folder in windows(out):
+        path = folder / "emotion_condition.npz"
+        if not path.is_file():
+            continue
+        with np.load(path) as z:
+            features, labels = z["features"], z["labels"]  # [2,P,26], [2]
+        for p in range(features.shape[1]):
+            a, b = features[0, p], features[1, p]
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                shifts.append(float(np.sqrt(np.mean(((a - b) / scale) ** 2))))
+                hits.append(float(np.mean(probe.predict(np.stack([a, b])) == labels)))
+                groups.append(dialogue_of(folder))
+    return {"emotion_condition_shift/all": _figure("emotion_condition_shift/all", shifts, groups),
+            "emotion_condition_hit/all": _figure("emotion_condition_hit/all", hits, groups)}
 
 
 def _drift(per_window: list[list[dict]]) -> dict[str, list[float | None]]:

@@ -31,7 +31,8 @@ class EvalConfig:
     device: str = "auto"
     dtype: str = "auto"  # fp32, bf16, fp16; auto: bf16 on a GPU, fp32 on the CPU
     videos: int = 3  # side-by-side ground truth | generated videos written
-    basis_clips: int = 8  # training windows whose ground truth fits the motion PCA
+    basis_clips: int = 8  # training windows whose ground truth fits the motion PCA (and trains the emotion probe)
+    emotion_windows: int = 2  # windows also generated under two contrasting emotion labels (the condition check)
     weights: MetricWeights = field(default_factory=MetricWeights)
 
 
