@@ -12,7 +12,8 @@ import numpy as np
 from dyadgen.eval import face, identity, quality, video_stats
 
 # what a cached measurement holds; an output folder measured under another version is refused, not mixed
-VERSION = 2  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes
+VERSION = 3  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
+# 3: per-frame emotion in truth.npz, the emotion probe's training set, the emotion condition check
 FID_EVERY = 5  # frames between Inception features (neighbouring frames add little to FID)
 FVD_FRAMES = 16  # frames per I3D clip
 FVD_STRIDE = 8  # frames between the starts of consecutive clips: clips overlap by half

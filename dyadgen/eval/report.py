@@ -116,7 +116,9 @@ def plot_metrics(path: Path, figures: dict[str, dict[str, Figure]]) -> None:
                 for s, v in zip(systems, vals, strict=True)],
                [(figures[s][key].high if key in figures[s] and figures[s][key].high is not None else v) - v
                 for s, v in zip(systems, vals, strict=True)]]
-        ax.bar(systems, vals, yerr=np.nan_to_num(np.array(err)), color=["C0", "C1", "C2", "C7"][: len(systems)])
+        # a pooled figure (SID, FID) may lie outside its resampled interval: no negative bar ends
+        ax.bar(systems, vals, yerr=np.maximum(np.nan_to_num(np.array(err)), 0),
+               color=["C0", "C1", "C2", "C7"][: len(systems)])
         ax.set_title(key, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     for ax in list(axes.flat)[len(keys):]:
