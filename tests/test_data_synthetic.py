@@ -94,7 +94,10 @@ def test_dataset_stats_counts_and_lists_skipped_files(corpus, tmp_path, capsys):
     assert sum(stats["utterances_per_emotion"].values()) == stats["utterances"]
     assert len(stats["utterances_per_emotion"]) >= 19
     right = len(list((root / "990101_000_synth" / "wav_right_segments").glob("*.wav")))
-    assert stats["unmatched_turns"] == right  # the right side's ASR json is gone: its emotions are unknown
+    # the right side's ASR json is gone: its turns between two text-matched left turns are labelled by order,
+    # the rest stay unknown
+    assert stats["unmatched_turns"] + stats["order_matched_turns"] == right and stats["order_matched_turns"] > 0
+    assert stats["text_matched_turns"] == stats["turns"] - right
     reasons = {s["file"].split("/")[-1]: s["reason"] for s in stats["skipped"]}
     assert reasons["990101_000_synth_right_speaker_diarization_asr.json"] == "missing ASR json"
     assert "no video" in reasons["990101_999_synth"]
