@@ -131,15 +131,7 @@ def person_values(people: list[dict], truth_people: list[dict], extra: dict, tru
 
 def _video_values(d: dict) -> dict[str, float | None]:
     """The video statistics of a person's window (dyadgen.eval.video_stats) from its cached measurements."""
-    H, W = (int(v) for v in d["size"])
-    box = d["box"]
-    cx, cy = (box[:, 0] + box[:, 2]) / 2 / W, (box[:, 1] + box[:, 3]) / 2 / H
-    eye = d["eye"]
-    out = {"face_x": _nanmean(cx), "face_y": _nanmean(cy),
-           "face_size": _nanmean(np.sqrt(np.clip((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]), 0, None)) / H),
-           "face_jitter": _nanmean(np.hypot(np.diff(cx), np.diff(cy) * H / W)),
-           "eye_openness": _nanmean(eye),
-           "blink_rate": video_stats.blinks(eye) / (len(eye) / FPS / 60) if np.isfinite(eye).any() else None}
+    out = video_stats.track_values(d["box"], d["eye"], tuple(int(v) for v in d["size"]))
     if "occupancy" in d:
         out["occupancy"] = _nanmean(d["occupancy"])
     return out

@@ -114,8 +114,6 @@ def person_stats(track: FaceTrack, size: tuple[int, int], sampled: list[tuple[in
     T = len(track.found)
     boxes = track.boxes if track.boxes is not None else np.full((T, 4), np.nan)
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 / W, (boxes[:, 1] + boxes[:, 3]) / 2 / H  # [T] each
-    side = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0, None)) / H
-    steps = np.hypot(np.diff(cx), np.diff(cy) * H / W)  # frame widths
     stats = PersonStats({}, T / FPS)
     occupancy = []
     for t, frame in sampled:
@@ -127,11 +125,21 @@ def person_stats(track: FaceTrack, size: tuple[int, int], sampled: list[tuple[in
         stats.segmented += 1
     stats.face_heat = _heat(cx, cy, 0.0, 1.0)
     stats.pose_heat = _heat(track.head_pose[:, 1], track.head_pose[:, 0], -POSE_RANGE, POSE_RANGE)
-    stats.values = {"occupancy": _mean(occupancy), "face_x": _mean(cx), "face_y": _mean(cy), "face_size": _mean(side),
-                    "face_jitter": _mean(steps),
-                    "blink_rate": blinks(track.eye_openness) / (T / FPS / 60) if track.found.any() else None,
-                    "eye_openness": _mean(track.eye_openness), "face_found": float(track.found.mean()) if T else None}
+    stats.values = {"occupancy": _mean(occupancy), **track_values(boxes, track.eye_openness, size),
+                    "face_found": float(track.found.mean()) if T else None}
     return stats
+
+
+def track_values(boxes: np.ndarray, eye: np.ndarray, size: tuple[int, int]) -> dict[str, float | None]:
+    """The statistics a face track gives without pixels: face boxes [T,4] and eye openness [T] (NaN where
+    no face) of frames of ``size`` (H, W) -> face_x, face_y, face_size, face_jitter, blink_rate, eye_openness."""
+    H, W = size
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 / W, (boxes[:, 1] + boxes[:, 3]) / 2 / H  # [T] each
+    side = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0, None)) / H
+    steps = np.hypot(np.diff(cx), np.diff(cy) * H / W)  # frame widths
+    return {"face_x": _mean(cx), "face_y": _mean(cy), "face_size": _mean(side), "face_jitter": _mean(steps),
+            "blink_rate": blinks(eye) / (len(eye) / FPS / 60) if np.isfinite(eye).any() else None,
+            "eye_openness": _mean(eye)}
 
 
 def _mean(x) -> float | None:
