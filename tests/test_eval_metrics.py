@@ -175,3 +175,34 @@ def test_an_interval_covers_the_mean_and_missing_values_are_not_zeros():
     assert figure.n == 3 and figure.value == pytest.approx(0.4) and figure.low <= 0.4 <= figure.high
     empty = summarise([None], "d")
     assert empty.value is None and empty.text() == "n/a"
+
+
+def test_a_pooled_entropy_interval_covers_its_value():
+    # SID-like: the entropy of one histogram over every item pooled; resamples that repeat dialogues and
+    # leave others out have fewer distinct items, so their entropies sit below the pooled value
+    from dyadgen.eval.stats import pooled
+
+    rng = np.random.default_rng(3)
+    items = list(rng.integers(0, 40, 120))  # cluster ids of 120 frames
+    dialogues = [str(i // 20) for i in range(120)]  # 6 dialogues
+
+    def entropy(xs):
+        p = np.bincount(np.asarray(xs), minlength=40) / len(xs)
+        return float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+
+    figure = pooled(items, dialogues, entropy, "d")
+    assert figure.dialogues == 6 and figure.low < figure.value < figure.high
+    more = pooled(list(rng.integers(0, 40, 480)), [str(i // 20) for i in range(480)], entropy, "d")
+    assert more.dialogues == 24 and (more.high - more.low) < (figure.high - figure.low)  # more dialogues: surer
+
+
+def test_a_collapsed_eye_is_missing_not_wide_open():
+    from dyadgen.eval.face import LEFT_EYE, RIGHT_EYE, eye_openness
+
+    lm = np.zeros((2, 68, 2))
+    for eye, x0 in ((LEFT_EYE, 30.0), (RIGHT_EYE, 60.0)):  # corners 10 px apart, lids 3 px apart
+        lm[:, eye] = [(x0, 50), (x0 + 3, 48.5), (x0 + 7, 48.5), (x0 + 10, 50), (x0 + 7, 51.5), (x0 + 3, 51.5)]
+    lm[1, RIGHT_EYE] = lm[1, RIGHT_EYE][:, None].mean(0)  # a fit that put the whole eye on one point
+    lm[1, RIGHT_EYE[1]] += (0, -0.5)
+    open_eye, collapsed = eye_openness(lm)
+    assert open_eye == pytest.approx(0.3) and np.isnan(collapsed)

@@ -152,12 +152,16 @@ def mouth_opening(lm: np.ndarray) -> np.ndarray:
 
 
 def eye_openness(lm: np.ndarray) -> np.ndarray:
-    """landmarks [...,68,2] -> [...]: eye aspect ratio (two lid gaps over the corner distance), both eyes."""
+    """landmarks [...,68,2] -> [...]: eye aspect ratio (two lid gaps over the corner distance), both eyes;
+    NaN where a fit collapsed an eye (corners under a pixel apart, or an eye taller than it is wide), which
+    would otherwise read as an eye thousands of times more open than any eye."""
     def ratio(eye: list[int]) -> np.ndarray:
         p = lm[..., eye, :]  # [...,6,2]
         lids = (np.linalg.norm(p[..., 1, :] - p[..., 5, :], axis=-1)
                 + np.linalg.norm(p[..., 2, :] - p[..., 4, :], axis=-1))
-        return lids / np.maximum(2 * np.linalg.norm(p[..., 0, :] - p[..., 3, :], axis=-1), 1e-6)
+        width = np.linalg.norm(p[..., 0, :] - p[..., 3, :], axis=-1)
+        out = lids / np.maximum(2 * width, 1e-6)
+        return np.where((width >= 1.0) & (out <= 1.0), out, np.nan)
 
     return (ratio(LEFT_EYE) + ratio(RIGHT_EYE)) / 2
 

@@ -116,7 +116,6 @@ def plot_metrics(path: Path, figures: dict[str, dict[str, Figure]]) -> None:
                 for s, v in zip(systems, vals, strict=True)],
                [(figures[s][key].high if key in figures[s] and figures[s][key].high is not None else v) - v
                 for s, v in zip(systems, vals, strict=True)]]
-        # a pooled figure (SID, FID) may lie outside its resampled interval: no negative bar ends
         ax.bar(systems, vals, yerr=np.maximum(np.nan_to_num(np.array(err)), 0),
                color=["C0", "C1", "C2", "C7"][: len(systems)])
         ax.set_title(key, fontsize=9)

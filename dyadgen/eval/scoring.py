@@ -1,7 +1,8 @@
 """From the cached measurements to the reported figures: values per person and window, averaged over the
 two people of each window, then a mean with a 95 % interval from resampling the held-out DIALOGUES (videos),
 per system and role; pooled figures (SID, FID, FVD) are computed over every window at once and their
-interval resamples dialogues too. The per-person tables keep the left and the right person apart.
+interval is a jackknife that leaves out one dialogue at a time. The per-person tables keep the left and the
+right person apart.
 
 Every figure carries its definition, the reference implementation it follows (repository and file) and
 where it differs (dyadgen.eval.stats.Figure)."""
@@ -229,7 +230,7 @@ def _mark_self_scored(out: dict[str, Figure]) -> None:
 
 def _sid_figures(people: list[list[dict]], dialogues: list[str], basis, kmeans: dict, sides) -> dict[str, Figure]:
     """SID per group, DIM's way: one histogram of every window's frames (of the given people) over the
-    ground-truth clusters; the interval recomputes it on resampled dialogues."""
+    ground-truth clusters; the interval recomputes it without each dialogue in turn (jackknife)."""
     out = {}
     for group in dyadic.GROUPS:
         counts = [sum(dyadic.cluster_counts(dyadic.groups(w[p]["landmarks"], w[p]["pose"], basis)[group],
