@@ -151,6 +151,11 @@ class ModelConfig:
     # training puts a window's steps after step 0 up to this many steps further from the pinned step 0,
     # as deep into a dialogue as generation goes (3750 steps = 10 min at C=4)
     max_position_offset_steps: int = 3750
+    # ... and moves each training window as a whole (step 0 included) up to this many steps away from the
+    # text prompt, so the distance to the prompt cannot tell a step where it lies in its window (a cue that
+    # generation past the window's length never matches; without it the single-clip learning check lost
+    # 1.3 dB on average over 4 seeds)
+    max_prompt_offset_steps: int = 1500
 
 
 @dataclass

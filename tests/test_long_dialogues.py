@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from dyadgen.config import load_config
-from dyadgen.models import DyadGen
+from dyadgen.models import DyadBatch, DyadGen
 from dyadgen.models.backbone import StepCache
 from dyadgen.models.dyadgen import person_generators
 
@@ -51,6 +51,32 @@ def test_ten_minutes_of_stepwise_generation_use_only_trained_positions_and_a_fla
             sizes.append(sum(layer.keys.numel() + layer.values.numel() for layer in state.cache.layers))
     assert set(state.tokens_processed[1:]) == {L}  # one step's tokens per step, for all 10 minutes
     assert len(set(sizes[W:])) == 1 and sizes[-1] == sizes[W]  # the cache stops growing after W steps
+
+
+def test_training_moves_each_window_as_a_whole_away_from_the_prompt():
+    """The prompt offset: a window's step 0 moves with its other steps (their distances to each other and to
+    step 0 are what generation meets), while the distance to the text prompt varies from window to window
+    over the whole configured range; generation uses none."""
+    cfg = load_config(preset_name="tiny", overrides=["backbone.num_hidden_layers=1"])
+    model = DyadGen.from_config(cfg, num_audio_codes=16, latent_shape=(8, 8, 6))
+    bb, top = model.backbone, cfg.model.max_prompt_offset_steps
+    L, Lt, steps = bb.step_len, cfg.model.max_text_tokens, torch.arange(cfg.data.window_steps)
+    plain = bb.positions(Lt, steps, gap=torch.tensor([5]))
+    moved = bb.positions(Lt, steps, gap=torch.tensor([5]), offset=torch.tensor([7]))
+    assert (moved - plain == 7 * L).all()  # every step, step 0 included
+    drawn = model.prompt_offset(20_000, torch.Generator().manual_seed(0), "cpu")
+    assert drawn.min() == 0 and drawn.max() == top and len(drawn.unique()) > 0.9 * (top + 1)
+    # the training loss reaches the backbone with one offset per dialogue (both people), generation with none
+    seen = []
+    forward = bb.forward
+    bb.forward = lambda text, steps, gap=0, offset=0: seen.append(offset) or forward(text, steps, gap, offset)
+    T = cfg.data.window_steps * cfg.model.chunk_frames
+    batch = DyadBatch(tokens=torch.zeros(3, 2, T, dtype=torch.long), latents=torch.randn(3, 2, T, 8, 8, 6),
+                      refs=torch.randn(3, 2, 8, 8, 6), mask=torch.ones(3, T, dtype=torch.bool))
+    model.train()(batch, generator=torch.Generator().manual_seed(0))
+    assert seen[0].shape == (6,) and torch.equal(seen[0][0::2], seen[0][1::2]) and len(seen[0].unique()) == 3
+    model.eval().generate(torch.zeros(2, 8, dtype=torch.long), torch.randn(2, 8, 8, 6), steps=1)
+    assert len(seen) == 1  # generation runs the KV cache, at offset 0
 
 
 def test_each_person_draws_their_own_noise_and_it_follows_them_when_swapped():

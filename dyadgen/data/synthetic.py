@@ -140,6 +140,33 @@ def script_entry(dialogue_id: str, utterances: list[Utterance], topic: str) -> d
                             "emotion_label": u.emotion, "text": u.text} for i, u in enumerate(utterances)]}
 
 
+@dataclass
+class SyntheticVideo:
+    """One synthetic recording in memory, before it is written in the corpus layout."""
+
+    frames: np.ndarray  # uint8 [T,H,2W,3] side by side (left person | right person)
+    clean: np.ndarray  # float32 [P,N] each person's own track at 16 kHz, N = T * 640
+    truth: dict[str, np.ndarray]  # mouth, nod, blink, speaking, emotion: [P,T] each
+    plans: list[list[Utterance]]  # the utterances of each dialogue in it
+    rng: np.random.Generator  # the video's generator, where the drawing left it
+
+
+def synthetic_video(name: str, seed: int, dialogues: int, use_espeak: bool) -> SyntheticVideo:
+    """Draw the recording ``name`` of ``dialogues`` dialogues in sequence: the same video for the same
+    name and seed, whether it is written to a corpus (``write_video``) or used in memory (the learning checks)."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    looks, voices = [FaceLook.random(rng), FaceLook.random(rng)], [Voice.random(rng), Voice.random(rng)]
+    cursor, plans = int(SAMPLE_RATE * rng.uniform(0.4, 1.0)), []
+    for _ in range(dialogues):
+        plans.append(plan_dialogue(rng, voices, use_espeak, cursor))
+        cursor = plans[-1][-1].end + int(SAMPLE_RATE * rng.uniform(1.0, 2.0))  # a pause between dialogues
+    utterances = [u for plan in plans for u in plan]
+    clean = mix_tracks(utterances)  # [P,N] at 16 kHz
+    truth = ground_truth(utterances, clean, rng)
+    frames = np.stack(list(render_frames(looks, truth)))  # [T,H,2W,3]
+    return SyntheticVideo(frames, clean[:, : len(frames) * SAMPLES_PER_FRAME], truth, plans, rng)
+
+
 def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_espeak: bool,
                 sample_rate: int = RAW_SAMPLE_RATE) -> dict[str, dict]:
     """Write ``<root>/<name>.mp4`` and its folder holding ``dialogue_ids`` in sequence; returns their
@@ -147,16 +174,9 @@ def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_e
     folder = root / name
     if (folder / "script_entry.json").is_file():
         return json.loads((folder / "script_entry.json").read_text())
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    looks, voices = [FaceLook.random(rng), FaceLook.random(rng)], [Voice.random(rng), Voice.random(rng)]
-    cursor, plans = int(SAMPLE_RATE * rng.uniform(0.4, 1.0)), []
-    for _ in dialogue_ids:
-        plans.append(plan_dialogue(rng, voices, use_espeak, cursor))
-        cursor = plans[-1][-1].end + int(SAMPLE_RATE * rng.uniform(1.0, 2.0))  # a pause between dialogues
+    video = synthetic_video(name, seed, len(dialogue_ids), use_espeak)
+    frames, clean, truth, plans, rng = video.frames, video.clean, video.truth, video.plans, video.rng
     utterances = [u for plan in plans for u in plan]
-    clean = mix_tracks(utterances)  # [P,N] at 16 kHz
-    truth = ground_truth(utterances, clean, rng)
-    frames = np.stack(list(render_frames(looks, truth)))  # [T,H,W,3]
     n = len(frames) * SAMPLES_PER_FRAME
     heard = resample((clean + BLEED * clean[::-1])[:, :n], SAMPLE_RATE, sample_rate)  # [P,N'] each mic hears both
     raw = root / f"{name}.mp4"  # beside the folder, as in the real tree
@@ -211,5 +231,5 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_vid
     return root
 
 
-__all__ = ["synthesize", "write_video", "write_index", "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG",
-           "NOD_FRAMES"]
+__all__ = ["synthesize", "write_video", "synthetic_video", "SyntheticVideo", "write_index", "ground_truth",
+           "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG", "NOD_FRAMES"]

@@ -13,9 +13,13 @@ Window: the text prompt and step 0 are pinned; besides them a query sees the las
 (its own included). Training applies this through the attention mask, generation by evicting the
 oldest step from the KV cache, so both see the same history shapes as long as the training window is
 longer than W. Position ids are defined once, in :meth:`DyadBackbone.positions`: text at 0..Lt-1,
-token j of step s at Lt + (s + gap [s > 0]) L + j. Generation has gap 0: after n steps its query is
-n steps from the pinned step 0. Training draws the gap (up to ``model.max_position_offset_steps``),
-so the distances a 10-minute dialogue meets between its queries and the pinned prefix are trained.
+token j of step s at Lt + (offset + s + gap [s > 0]) L + j. Generation has offset and gap 0: after n
+steps its query is n steps from the pinned step 0. Training draws both:
+- the gap (up to ``model.max_position_offset_steps``), so the distances a 10-minute dialogue meets
+  between its queries and the pinned step 0 are trained;
+- the offset (up to ``model.max_prompt_offset_steps``), which moves the whole window away from the
+  prompt. Without it the prompt is a fixed origin from which a query can read its step's place in the
+  training window, a cue that generation past the window's length never gives (measured: issue 26).
 """
 
 from __future__ import annotations
@@ -156,12 +160,13 @@ class DyadBackbone(nn.Module):
         """long [N,Lt] -> [N,Lt,D] through the language model's own token embeddings."""
         return self.lm.get_input_embeddings()(text_ids)
 
-    def positions(self, text_len: int, steps: Tensor, gap: Tensor | int = 0) -> Tensor:
-        """Position ids of the step tokens, long [N or 1, len(steps) L]; text tokens are at 0..Lt-1 and
-        every step after step 0 lies ``gap`` [N] steps further on."""
+    def positions(self, text_len: int, steps: Tensor, gap: Tensor | int = 0, offset: Tensor | int = 0) -> Tensor:
+        """Position ids of the step tokens, long [N or 1, len(steps) L]; text tokens are at 0..Lt-1, every
+        step lies ``offset`` [N] steps further on and every step after step 0 another ``gap`` [N]."""
         L = self.step_len
         gap = torch.as_tensor(gap, device=steps.device).view(-1, 1, 1)  # [N,1,1]
-        step = steps.view(1, -1, 1) + gap * (steps.view(1, -1, 1) > 0)  # [N,S,1]
+        offset = torch.as_tensor(offset, device=steps.device).view(-1, 1, 1)  # [N,1,1]
+        step = offset + steps.view(1, -1, 1) + gap * (steps.view(1, -1, 1) > 0)  # [N,S,1]
         pos = text_len + step * L + torch.arange(L, device=steps.device)  # [N,S,L]
         return pos.flatten(1)
 
@@ -178,13 +183,13 @@ class DyadBackbone(nn.Module):
 
     # ---- teacher forcing ------------------------------------------------------------------------
 
-    def forward(self, text: Tensor, steps: Tensor, gap: Tensor | int = 0) -> Tensor:
+    def forward(self, text: Tensor, steps: Tensor, gap: Tensor | int = 0, offset: Tensor | int = 0) -> Tensor:
         """All steps in one pass. text [N,Lt,D], steps [N,S,L,D] -> conditions [N,S,M,D]."""
         N, S, L, _ = steps.shape
         Lt, M = text.shape[1], self.model_cfg.motion_tokens
         x = torch.cat([text, steps.flatten(1, 2)], dim=1)  # [N,Lt+S L,D]
         text_pos = torch.arange(Lt, device=x.device).expand(N, Lt)
-        step_pos = self.positions(Lt, torch.arange(S, device=x.device), gap).expand(N, -1)
+        step_pos = self.positions(Lt, torch.arange(S, device=x.device), gap, offset).expand(N, -1)
         pos = torch.cat([text_pos, step_pos], dim=1)  # [N,Lt+S L]
         mask = self.window_mask(Lt, S, x.device)[None, None].expand(N, 1, -1, -1)  # [N,1,Q,K]
         hidden = self.lm(inputs_embeds=x, position_ids=pos, attention_mask=mask, use_cache=False).last_hidden_state

@@ -213,8 +213,11 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         steps = self.backbone.step_tokens(motion, self.audio_windows(tokens, after), emotion)  # [(B P),S,L,D]
         text = self.backbone.text_tokens(self.text_ids(texts, dev))  # [B,Lt,D]
         text = repeat(text, "b l d -> (b p) l d", p=P)
-        gap = self.history_gap(B, generator, dev).repeat_interleave(P) if self.training else 0  # one clock per dialogue
-        cond = self.backbone(text, steps, gap).unflatten(0, (B, P))  # [B,P,S,M,D]
+        gap, offset = 0, 0
+        if self.training:  # one clock per dialogue: both people share the draws
+            gap = self.history_gap(B, generator, dev).repeat_interleave(P)  # [(B P)]
+            offset = self.prompt_offset(B, generator, dev).repeat_interleave(P)  # [(B P)]
+        cond = self.backbone(text, steps, gap, offset).unflatten(0, (B, P))  # [B,P,S,M,D]
 
         # the decoder on all steps, or a random subset of them to save memory
         pick = torch.arange(S, device=dev)
@@ -249,6 +252,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         deep = torch.rand(batch, generator=generator, device=device) < 0.5
         gap = torch.randint(1, top + 1, (batch,), generator=generator, device=device)
         return torch.where(deep, gap, torch.zeros_like(gap))
+
+    def prompt_offset(self, batch: int, generator: torch.Generator | None, device) -> Tensor:
+        """Steps by which each training window lies further from the text prompt, long [B], uniform in
+        0..max_prompt_offset_steps (generation: 0)."""
+        top = self.cfg.max_prompt_offset_steps
+        return torch.randint(0, max(top, 0) + 1, (batch,), generator=generator, device=device)
 
     def _loss_terms(self, frame_loss: Tensor, valid: Tensor, speaking: Tensor | None,
                     pick: Tensor) -> dict[str, Tensor]:
