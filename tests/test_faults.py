@@ -109,6 +109,7 @@ def test_training_skips_counts_and_names_bad_samples_or_stops_past_the_limit(dam
     assert "Traceback" not in stopped.stderr
 
 
+@pytest.mark.slow  # fault injection: three killed training processes and their resumes
 @pytest.mark.parametrize("point", ["save:state-written:4", "save:written:4", "save:renamed:4"])
 def test_sigkill_during_a_save_resumes_from_the_last_complete_checkpoint(damaged, uninterrupted, tmp_path, point):
     data, steps = damaged[0], SAVES

@@ -98,6 +98,7 @@ def one_process(train_data, tmp_path_factory):
     return one
 
 
+@pytest.mark.slow  # multi-process: launches two training processes and resumes them
 def test_two_ddp_processes_match_one_process_and_sigterm_mid_step_saves_exits_and_resumes(train_data, one_process,
                                                                                           tmp_path):
     """Global batch 2 both ways: one process accumulating 2 micro-batches of 1, or 2 processes with 1
@@ -136,6 +137,7 @@ def test_two_ddp_processes_match_one_process_and_sigterm_mid_step_saves_exits_an
     assert alone.returncode == 2 and "saved by 2 processes, resumed with 1" in alone.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow  # multi-process: launches two training processes and resumes them
 def test_fsdp2_on_two_processes_matches_one_process_resumes_exactly_and_exports_a_working_folder(
         train_data, one_process, tmp_path):
     """The shipped FSDP2 launcher config on 2 CPU processes (gloo): parameters, gradients, optimizer

@@ -12,8 +12,9 @@ import numpy as np
 from dyadgen.eval import face, identity, quality, video_stats
 
 # what a cached measurement holds; an output folder measured under another version is refused, not mixed
-VERSION = 3  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
-# 3: per-frame emotion in truth.npz, the emotion probe's training set, the emotion condition check
+VERSION = 4  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
+# 3: per-frame emotion in truth.npz, the emotion probe's training set, the emotion condition check;
+# 4: eye openness NaN where a fit collapsed the eye (was up to ~1e6)
 FID_EVERY = 5  # frames between Inception features (neighbouring frames add little to FID)
 FVD_FRAMES = 16  # frames per I3D clip
 FVD_STRIDE = 8  # frames between the starts of consecutive clips: clips overlap by half
