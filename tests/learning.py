@@ -36,11 +36,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dyadgen.clock import FPS
+from dyadgen.clock import FPS, SAMPLES_PER_FRAME
 from dyadgen.config import DyadGenConfig, load_config
 from dyadgen.data.clips import crop_people, people_boxes
 from dyadgen.data.synthetic import synthetic_video
 from dyadgen.data.voices import have_espeak
+from dyadgen.data.windows import context_tokens
 from dyadgen.encoders import load_video_vae
 from dyadgen.encoders.fitted import FittedTokenizer
 from dyadgen.eval import turns
@@ -79,20 +80,21 @@ class Corpus:
 def _split_at(video, first: int, last: int) -> tuple[int, int]:
     """Frames [start, stop) of dialogue ``first``..``last`` (inclusive) of a recording: from a frame before
     its first word to one after its last."""
-    start = max(0, video.plans[first][0].start // 640 - FPS // 2)
-    stop = min(len(video.frames), -(-video.plans[last][-1].end // 640) + FPS // 2)
+    start = max(0, video.plans[first][0].start // SAMPLES_PER_FRAME - FPS // 2)
+    stop = min(len(video.frames), -(-video.plans[last][-1].end // SAMPLES_PER_FRAME) + FPS // 2)
     return start, stop
 
 
 def build_corpus(vae_folder, *, seed: int = 0, videos: int = VIDEOS) -> Corpus:
     """The training and held-out dialogues, encoded (see the module docstring)."""
-    size = (tiny_config().data.height, tiny_config().data.width)
+    data = tiny_config().data
+    size = (data.height, data.width)
     vae = load_video_vae(vae_folder)
     espeak = have_espeak()
     recordings = [synthetic_video(f"learning_{i:02d}", seed, 2, espeak) for i in range(videos)]
     spans = [(_split_at(v, 0, 0), _split_at(v, 1, 1)) for v in recordings]
-    train_audio = [v.clean[p, a * 640: b * 640] for v, ((a, b), _) in zip(recordings, spans, strict=True)
-                   for p in range(2)]
+    train_audio = [v.clean[p, a * SAMPLES_PER_FRAME: b * SAMPLES_PER_FRAME]
+                   for v, ((a, b), _) in zip(recordings, spans, strict=True) for p in range(2)]
     tokenizer = FittedTokenizer.fit(train_audio, num_codes=NUM_CODES, seed=seed)
     train, held_out = [], []
     for video, (train_span, test_span) in zip(recordings, spans, strict=True):
@@ -113,8 +115,7 @@ def tiny_config(overrides: list[str] = ()) -> DyadGenConfig:
     return load_config(preset_name="tiny", overrides=[*OVERRIDES, *overrides])
 
 
-def _window(d: Dialogue, start: int, margin: tuple[int, int], g: torch.Generator) -> dict[str, Tensor]:
-    pre, post = margin
+def _window(d: Dialogue, start: int, margin: tuple[int, int], pad_id: int, g: torch.Generator) -> dict[str, Tensor]:
     T = d.tokens.shape[1]
     outside = torch.cat([torch.arange(0, start), torch.arange(start + WINDOW, T)])  # frames outside the window
     ref_at = outside[torch.randint(len(outside), (2,), generator=g)]  # one reference frame per person
@@ -123,27 +124,21 @@ def _window(d: Dialogue, start: int, margin: tuple[int, int], g: torch.Generator
         "latents": d.latents[:, start: start + WINDOW],  # [P,W,c,h,w]
         "refs": d.latents[torch.arange(2), ref_at],  # [P,c,h,w]
         "speaking": torch.from_numpy(d.truth["speaking"][:, start: start + WINDOW]),  # [P,W]
-        "before": d.tokens[:, max(0, start - pre): start],  # [P,<=pre]
-        "after": d.tokens[:, start + WINDOW: start + WINDOW + post],  # [P,<=post]
+        # [P,pre] and [P,post], padded where the dialogue ends, as the shards' window reader gives them
+        **dict(zip(("before", "after"), context_tokens(d.tokens, start, start + WINDOW, *margin, pad_id),
+                   strict=True)),
     }
 
 
-def _stack(windows: list[dict[str, Tensor]], pad_id: int, margin: tuple[int, int]) -> DyadBatch:
-    pre, post = margin
-
-    def padded(key: str, length: int, left: bool) -> Tensor:
-        rows = [torch.nn.functional.pad(w[key], (length - w[key].shape[-1], 0) if left else
-                                        (0, length - w[key].shape[-1]), value=pad_id) for w in windows]
-        return torch.stack(rows)  # [B,P,length]
-
+def _stack(windows: list[dict[str, Tensor]]) -> DyadBatch:
     return DyadBatch(
         tokens=torch.stack([w["tokens"] for w in windows]),  # [B,P,W]
         latents=torch.stack([w["latents"] for w in windows]),  # [B,P,W,c,h,w]
         refs=torch.stack([w["refs"] for w in windows]),  # [B,P,c,h,w]
         mask=torch.ones(len(windows), WINDOW, dtype=torch.bool),
         speaking=torch.stack([w["speaking"] for w in windows]),  # [B,P,W]
-        tokens_before=padded("before", pre, left=True),
-        tokens_after=padded("after", post, left=False),
+        tokens_before=torch.stack([w["before"] for w in windows]),  # [B,P,pre]
+        tokens_after=torch.stack([w["after"] for w in windows]),  # [B,P,post]
     )
 
 
@@ -167,10 +162,10 @@ def train(corpus: Corpus, steps: int, seed: int, overrides: list[str] = (),
             model.train()
         which = torch.multinomial(lengths, BATCH, replacement=True, generator=g).tolist()  # by length
         windows = [_window(corpus.train[i], int(torch.randint(int(lengths[i]), (1,), generator=g)), model.audio_margin,
-                           g) for i in which]
+                           model.pad_id, g) for i in which]
         for group in opt.param_groups:
             group["lr"] = LR * min(1.0, (step + 1) / WARMUP)
-        loss = model(_stack(windows, model.pad_id, model.audio_margin), generator=g)["loss"]
+        loss = model(_stack(windows), generator=g)["loss"]
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
