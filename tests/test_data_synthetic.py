@@ -102,3 +102,61 @@ def test_dataset_stats_counts_and_lists_skipped_files(corpus, tmp_path, capsys):
     assert reasons["990101_000_synth_right_speaker_diarization_asr.json"] == "missing ASR json"
     assert "no video" in reasons["990101_999_synth"]
     assert "skipped" in capsys.readouterr().out
+
+
+def _speaker_folder(root, name: str, hz: float, seconds: list[float]):
+    """A folder of one 'speaker': tone bursts at ``hz`` with an amplitude envelope, one file per length."""
+    from dyadgen.io.audio import write_wav
+
+    folder = root / name
+    folder.mkdir()
+    for i, s in enumerate(seconds):
+        t = np.arange(int(s * 16000)) / 16000
+        write_wav(folder / f"{i}.wav", (0.5 * np.sin(2 * np.pi * hz * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)))
+                  .astype(np.float32))
+    return folder
+
+
+def test_real_voices_speak_in_the_corpus_and_drive_its_truth(tmp_path):
+    from dyadgen.data.synthetic import RealVoices, synthetic_video
+    from dyadgen.data.voices import Recorded
+
+    speakers = (Recorded.from_folder(_speaker_folder(tmp_path, "low", 150.0, [1.0, 1.5])),
+                Recorded.from_folder(_speaker_folder(tmp_path, "high", 400.0, [1.2, 2.0])))
+    plain = synthetic_video("v", 5, 1, use_espeak=False)
+    real = synthetic_video("v", 5, 1, use_espeak=False, real=RealVoices(speakers, share=1.0))
+    assert (plain.frames.shape[1:], plain.truth["speaking"].any(1).all()) == (real.frames.shape[1:], True)
+    # each person now speaks with one recorded speaker's tone, two people never the same one
+    heard = []
+    for p in range(2):
+        spectrum = np.abs(np.fft.rfft(real.clean[p])) ** 2
+        hz = np.fft.rfftfreq(real.clean.shape[1], 1 / 16000)
+        low, high = (spectrum[np.abs(hz - f) < 30].sum() for f in (150, 400))
+        heard.append("low" if low > 100 * high else "high" if high > 100 * low else "both")
+    assert sorted(heard) == ["high", "low"]
+    # the truth follows the recordings: the mouth moves while the recording plays, and only then
+    for p in range(2):
+        speaking = real.truth["speaking"][p]
+        assert real.truth["mouth"][p][speaking].mean() > 0.2 and real.truth["mouth"][p][~speaking].max() == 0
+    # without real voices the corpus is the one it always was (the speakers draw from their own stream)
+    again = synthetic_video("v", 5, 1, use_espeak=False, real=RealVoices((), share=1.0))
+    assert np.array_equal(again.clean, plain.clean)
+
+
+def test_syllable_recordings_are_strung_into_utterances(tmp_path):
+    from dyadgen.data.voices import Recorded, Voice, speak
+
+    speaker = Recorded.from_folder(_speaker_folder(tmp_path, "syllables", 220.0, [0.3] * 6))
+    assert speaker.syllables
+    rng = np.random.default_rng(0)
+    lengths = [len(speak("", Voice(50, 160, 150.0, recorded=speaker), rng)) / 16000 for _ in range(20)]
+    assert min(lengths) >= 0.85 and max(lengths) > 1.5  # 3-9 syllables of 0.3 s each, not one
+
+
+def test_synth_names_a_folder_without_recordings(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    args = ["synth", "--out", str(tmp_path / "c"), "--dialogues", "1", "--no-espeak",
+            "--voices", str(tmp_path / "empty")]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "empty: holds no audio files" in err and len(err.strip().splitlines()) == 1

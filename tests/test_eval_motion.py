@@ -53,3 +53,17 @@ def test_nods_expected_from_the_two_tracks_match_the_synthetic_ground_truth():
         else:
             assert not nods.any()
     assert truth["nod"][0].any()
+
+
+def test_motion_contrast_tells_a_talking_face_from_a_flickering_one():
+    from dyadgen.eval.motion import motion_contrast
+
+    t = np.arange(80)
+    speaking = t < 40
+    mouth = np.where(speaking, np.clip(np.sin(t / 2.0), 0, 1), 0.0)  # talks, then listens with a still face
+    frames = render(mouth, np.zeros(80), 0)
+    assert motion_contrast(frames, speaking, ~speaking) > 5  # moves far more while speaking
+    noisy = frames.copy()  # the same face with blotches flickering in while it listens
+    rng = np.random.default_rng(0)
+    noisy[40:] = np.clip(noisy[40:].astype(int) + rng.integers(-60, 60, noisy[40:].shape), 0, 255).astype(np.uint8)
+    assert motion_contrast(noisy, speaking, ~speaking) < 1

@@ -2,11 +2,12 @@
 (dyadgen.data.layout), with per-frame ground truth.
 
 Each video has two procedurally drawn people (left, right) and Mandarin speech (espeak-ng, or a
-speech-like fallback); it holds one or more dialogues in sequence, as a real recording of a date
-can. Turns alternate and sometimes overlap. What the faces do is known exactly: the speaker's mouth
-opening follows the smoothed energy of their own track, a listener's mouth stays closed, a listener
-nods ``NOD_LAG`` frames after the partner starts a turn, everyone blinks at random, and each
-utterance's emotion label sets brows and mouth curve. ``ground_truth.npz`` stores it per frame.
+speech-like fallback; with ``RealVoices`` some people speak with real recorded voices instead); it
+holds one or more dialogues in sequence, as a real recording of a date can. Turns alternate and
+sometimes overlap. What the faces do is known exactly: the speaker's mouth opening follows the
+smoothed energy of their own track, a listener's mouth stays closed, a listener nods ``NOD_LAG``
+frames after the partner starts a turn, everyone blinks at random, and each utterance's emotion
+label sets brows and mouth curve. ``ground_truth.npz`` stores it per frame.
 
 As in the real recordings the raw video (25 fps, a keyframe every second) has a 48 kHz stereo track
 in which each microphone also hears the partner, and the turn clips are cut by stream copy, so they
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_sample
 from dyadgen.data.emotions import EMOTIONS, emotion_id, expression
 from dyadgen.data.faces import FaceLook, FacePose, draw_face
 from dyadgen.data.layout import SIDES, SpokenTurn, write_video_folder
-from dyadgen.data.voices import PHRASES, Voice, have_espeak, speak
+from dyadgen.data.voices import PHRASES, Recorded, Voice, have_espeak, speak
 from dyadgen.io.audio import resample
 from dyadgen.io.files import write_text_atomic
 from dyadgen.io.video import VideoWriter, stream_copy_cut
@@ -151,11 +152,30 @@ class SyntheticVideo:
     rng: np.random.Generator  # the video's generator, where the drawing left it
 
 
-def synthetic_video(name: str, seed: int, dialogues: int, use_espeak: bool) -> SyntheticVideo:
+@dataclass(frozen=True)
+class RealVoices:
+    """Real speakers for a corpus: each person of a video speaks with one of ``speakers`` (two people
+    never the same one) with probability ``share``, else with a synthetic voice."""
+
+    speakers: tuple[Recorded, ...] = ()
+    share: float = 0.5
+
+    def assign(self, voices: list[Voice], seed: int, name: str) -> list[Voice]:
+        if not self.speakers:
+            return voices
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 1])  # its own stream: the rest is unchanged
+        order = rng.permutation(len(self.speakers))
+        return [replace(v, recorded=self.speakers[order[p]]) if p < len(order) and rng.random() < self.share else v
+                for p, v in enumerate(voices)]
+
+
+def synthetic_video(name: str, seed: int, dialogues: int, use_espeak: bool,
+                    real: RealVoices = RealVoices()) -> SyntheticVideo:
     """Draw the recording ``name`` of ``dialogues`` dialogues in sequence: the same video for the same
     name and seed, whether it is written to a corpus (``write_video``) or used in memory (the learning checks)."""
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     looks, voices = [FaceLook.random(rng), FaceLook.random(rng)], [Voice.random(rng), Voice.random(rng)]
+    voices = real.assign(voices, seed, name)
     cursor, plans = int(SAMPLE_RATE * rng.uniform(0.4, 1.0)), []
     for _ in range(dialogues):
         plans.append(plan_dialogue(rng, voices, use_espeak, cursor))
@@ -168,13 +188,13 @@ def synthetic_video(name: str, seed: int, dialogues: int, use_espeak: bool) -> S
 
 
 def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_espeak: bool,
-                sample_rate: int = RAW_SAMPLE_RATE) -> dict[str, dict]:
+                sample_rate: int = RAW_SAMPLE_RATE, real: RealVoices = RealVoices()) -> dict[str, dict]:
     """Write ``<root>/<name>.mp4`` and its folder holding ``dialogue_ids`` in sequence; returns their
     script entries. Resumable: a finished folder is never rewritten."""
     folder = root / name
     if (folder / "script_entry.json").is_file():
         return json.loads((folder / "script_entry.json").read_text())
-    video = synthetic_video(name, seed, len(dialogue_ids), use_espeak)
+    video = synthetic_video(name, seed, len(dialogue_ids), use_espeak, real)
     frames, clean, truth, plans, rng = video.frames, video.clean, video.truth, video.plans, video.rng
     utterances = [u for plan in plans for u in plan]
     n = len(frames) * SAMPLES_PER_FRAME
@@ -196,9 +216,9 @@ def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_e
     return scripts
 
 
-def _write_one(args: tuple[str, str, list[str], int, bool]) -> dict[str, dict]:
-    root, name, dialogue_ids, seed, use_espeak = args
-    return write_video(Path(root), name, dialogue_ids, seed, use_espeak)
+def _write_one(args: tuple[str, str, list[str], int, bool, RealVoices]) -> dict[str, dict]:
+    root, name, dialogue_ids, seed, use_espeak, real = args
+    return write_video(Path(root), name, dialogue_ids, seed, use_espeak, real=real)
 
 
 def write_index(root: Path, scripts: dict[str, dict], mapping: dict[str, list[str]]) -> None:
@@ -208,9 +228,9 @@ def write_index(root: Path, scripts: dict[str, dict], mapping: dict[str, list[st
 
 
 def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_video: int = 1, workers: int = 1,
-               use_espeak: bool | None = None, progress: bool = True) -> Path:
+               use_espeak: bool | None = None, real: RealVoices = RealVoices(), progress: bool = True) -> Path:
     """Write ``dialogues`` synthetic dialogues under ``out``, ``per_video`` of them in each video
-    (resumable), plus script.json and video_to_dialogue.json."""
+    (resumable), plus script.json and video_to_dialogue.json; ``real``: recorded speakers for some people."""
     from tqdm.auto import tqdm
 
     root = Path(out)
@@ -219,7 +239,7 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_vid
     mapping = {f"990101_{first:03d}_synth": [f"990101_{i:03d}" for i in range(first, min(first + per_video,
                                                                                        dialogues))]
                for first in range(0, dialogues, per_video)}
-    jobs = [(str(root), name, ids, seed, use_espeak) for name, ids in mapping.items()]
+    jobs = [(str(root), name, ids, seed, use_espeak, real) for name, ids in mapping.items()]
     if workers > 1:
         from multiprocessing import get_context
 
@@ -231,5 +251,5 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_vid
     return root
 
 
-__all__ = ["synthesize", "write_video", "synthetic_video", "SyntheticVideo", "write_index", "ground_truth",
-           "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG", "NOD_FRAMES"]
+__all__ = ["synthesize", "write_video", "synthetic_video", "SyntheticVideo", "RealVoices", "write_index",
+           "ground_truth", "HALF_HEIGHT", "HALF_WIDTH", "NOD_LAG", "NOD_FRAMES"]

@@ -50,6 +50,22 @@ def head_drop(frames: np.ndarray, max_shift: int = 12) -> np.ndarray:
     return shifts[errors.argmin(axis=0)].astype(np.float32)
 
 
+def motion_energy(frames: np.ndarray) -> np.ndarray:
+    """One person's frames uint8 [T,3,H,W] -> how much the picture changes into each frame, float32 [T]:
+    the mean absolute luminance difference from the frame before (0 for the first), in 0..255 levels.
+    Any change counts, a moving mouth as much as flickering artefacts."""
+    lum = _luminance(frames)
+    return np.concatenate([[0.0], np.abs(np.diff(lum, axis=0)).mean(axis=(1, 2))]).astype(np.float32)
+
+
+def motion_contrast(frames: np.ndarray, speaking: np.ndarray, listening: np.ndarray) -> float:
+    """How much more one person's picture moves while they speak than while only the partner speaks:
+    mean :func:`motion_energy` over ``speaking`` frames / over ``listening`` frames (bool [T] each)."""
+    energy = motion_energy(frames)
+    moving = energy[listening].mean() if listening.any() else float("nan")
+    return float(energy[speaking].mean() / max(moving, 1e-6)) if speaking.any() else float("nan")
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two series (0 when either is constant)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -58,4 +74,4 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-__all__ = ["mouth_opening", "head_drop", "correlation", "DARK"]
+__all__ = ["mouth_opening", "head_drop", "motion_energy", "motion_contrast", "correlation", "DARK"]
