@@ -199,7 +199,7 @@ def main() -> None:  # python -m dyadgen.bench_data preprocess|shards [json]
     if kind == "preprocess":
         report = preprocess_report([1, 10])
     else:
-        from dyadgen.presets import preset
+        from dyadgen.config.presets import preset
 
         report = shard_read_report(preset(sys.argv[2] if len(sys.argv) > 2 else "real"))
     print(json.dumps(report, indent=1))

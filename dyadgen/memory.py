@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dyadgen.compat import fake_fsdp_process_group
 from dyadgen.config import DyadGenConfig
 
 GIB = 2**30
@@ -176,23 +177,16 @@ def estimate_step(cfg: DyadGenConfig, latent: tuple[int, int, int], batch_size: 
 def _estimate_fsdp(cfg: DyadGenConfig, latent: tuple[int, int, int], batch_size: int, world_size: int, *,
                    bf16: bool, foreach: bool) -> StepMemory:
     import torch.distributed as dist
-    import torch.distributed.tensor._sharding_prop as sharding_prop
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    from torch.testing._internal.distributed.fake_pg import FakeStore
     from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
 
     from dyadgen.models.decoder import DiTBlock
 
     if dist.is_initialized():
         raise RuntimeError("the FSDP estimate needs a process without a process group (run it from `dyadgen bench`)")
-    # DTensor's sharding propagation would otherwise build global-shape tensors in our fake mode, which
-    # the tracker would count as this rank's memory
-    original = sharding_prop.detect_fake_mode
-    sharding_prop.detect_fake_mode = lambda *args, **kwargs: None
-    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=world_size)
-    try:
+    with fake_fsdp_process_group(world_size):
         mesh = init_device_mesh("cpu", (world_size,))
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16) if bf16 else \
             MixedPrecisionPolicy()
@@ -206,9 +200,6 @@ def _estimate_fsdp(cfg: DyadGenConfig, latent: tuple[int, int, int], batch_size:
             optimizer = _optimizer(cfg, model, foreach=foreach)
             batch = fake_batch(cfg, latent, batch_size, cfg.audio_tokenizer.num_codes)
             return _two_steps(model, optimizer, batch, bf16_autocast=False)
-    finally:
-        dist.destroy_process_group()
-        sharding_prop.detect_fake_mode = original
 
 
 @contextlib.contextmanager

@@ -5,14 +5,15 @@ per chunk step: backbone step for both people (KV cache) -> decoder sampling -> 
 the frames as they come (memory flat in the audio's length) -> the stereo audio muxed in.
 
     pipe = DyadGenPipeline.from_pretrained("checkpoints/dyadgen-tiny")
-    pipe("left.wav", "right.wav", out="dialogue.mp4")
+    pipe("left.wav", "right.wav", out="dialogue.mp4")               # the checkpoint's settings
+    frames = pipe.frames("left.wav", "right.wav", steps=2, seed=3)  # ... with two of them changed
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +21,11 @@ import torch
 
 from dyadgen.checkpoint import InferenceFolder, load_inference_folder
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
+from dyadgen.config import InferConfig
 from dyadgen.devices import pick_device, pick_dtype
 from dyadgen.errors import UserError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "checkpoints" / "dyadgen-tiny"
-
-
-@dataclass
-class InferOptions:
-    steps: int = 4
-    guidance: float = 2.0  # classifier-free guidance scale (1 = none)
-    context_noise: float = 0.0
-    seed: int = 0
-    left_emotion: str | None = None
-    right_emotion: str | None = None
-    layout: str = "side-by-side"  # or "separate"
-    max_seconds: float = 0.0  # 0 = the whole dialogue
-    text: str | None = None
-    progress: bool = True
-    fast_decoder: bool = False  # decode with the checkpoint's tiny decoder (TAEF1 for the real presets)
 
 
 def resolve_checkpoint(name: str | os.PathLike | None) -> Path:
@@ -132,35 +119,47 @@ class DyadGenPipeline:
             ids.append(i)
         return torch.tensor(ids, device=self.device)
 
-    def _stream(self, audio: np.ndarray, left_ref, right_ref, opt: InferOptions):
+    def options(self, options: InferConfig | None = None, **changes) -> InferConfig:
+        """The settings of one generation: ``options`` (default: the checkpoint's own, its config's
+        ``infer`` section) with ``changes`` applied (a None value keeps the setting). The one place where
+        the checkpoint's defaults meet a caller's choices: `dyadgen infer`, `dyadgen evaluate` and the
+        Python API all come through here, so they generate alike."""
+        unknown = sorted(set(changes) - {f.name for f in fields(InferConfig)})
+        if unknown:
+            raise TypeError(f"unknown inference setting(s) {', '.join(unknown)} (see dyadgen.config.InferConfig)")
+        return replace(options or self.folder.config.infer, **{k: v for k, v in changes.items() if v is not None})
+
+    def _stream(self, audio: np.ndarray, left_ref, right_ref, opt: InferConfig):
         """(number of chunk steps, iterator of latents [P,t,c,h,w]) for tracks [P,N] at 16 kHz."""
         if opt.fast_decoder and self.folder.vae.fast_decoder is None:
             raise UserError("--fast-decoder: this checkpoint folder has no fast decoder (fast_decoder/)")
+        if opt.layout not in ("side-by-side", "separate"):
+            raise UserError(f"--layout {opt.layout}: choose side-by-side or separate")
         tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
         refs = self.references(left_ref, right_ref)
-        emotion = self.emotions(opt.left_emotion, opt.right_emotion)
-        chunks = self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text, steps=opt.steps,
-                                            guidance=opt.guidance, seed=opt.seed,
-                                            context_noise=opt.context_noise)
+        emotion = self.emotions(opt.left_emotion or None, opt.right_emotion or None)
+        chunks = self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text or None, **opt.sampler())
         return -(-tokens.shape[1] // self.model.cfg.chunk_frames), chunks
 
     def frames(self, left=None, right=None, *, dialogue=None, left_ref=None, right_ref=None,
-               options: InferOptions | None = None) -> np.ndarray:
-        """Generate without writing a file: uint8 frames [P,T,H,W,3] (for notebooks and evaluation)."""
-        opt = options or InferOptions(progress=False)
+               options: InferConfig | None = None, **changes) -> np.ndarray:
+        """Generate without writing a file: uint8 frames [P,T,H,W,3] (for notebooks and evaluation).
+        Settings: :meth:`options` (``options`` and keyword ``changes``, e.g. ``steps=2``)."""
+        opt = self.options(options, **changes)
         _, chunks = self._stream(read_tracks(left, right, dialogue, opt.max_seconds), left_ref, right_ref, opt)
         out = [np.stack([self._pixels(chunk[p], opt.fast_decoder) for p in range(2)])
                for chunk in chunks]  # [P,t,H,W,3] each
         return np.concatenate(out, axis=1)
 
     def __call__(self, left=None, right=None, *, dialogue=None, out: str | os.PathLike = "dialogue.mp4",
-                 left_ref=None, right_ref=None, options: InferOptions | None = None) -> list[Path]:
+                 left_ref=None, right_ref=None, options: InferConfig | None = None, progress: bool = True,
+                 **changes) -> list[Path]:
         """Write the video(s); returns their paths (one side-by-side file, or left and right files)."""
         from tqdm.auto import tqdm
 
         from dyadgen.io.video import VideoWriter
 
-        opt = options or InferOptions()
+        opt = self.options(options, **changes)
         audio = read_tracks(left, right, dialogue, opt.max_seconds)  # [P,N]
         num_steps, chunks = self._stream(audio, left_ref, right_ref, opt)
         H, W = self.size
@@ -168,12 +167,10 @@ class DyadGenPipeline:
         if opt.layout == "separate":
             paths = [out.with_name(f"{out.stem}_left{out.suffix}"), out.with_name(f"{out.stem}_right{out.suffix}")]
             writers = [VideoWriter(p, width=W, height=H, audio=audio[i: i + 1]) for i, p in enumerate(paths)]
-        elif opt.layout == "side-by-side":
+        else:
             paths = [out]
             writers = [VideoWriter(out, width=2 * W, height=H, audio=audio)]
-        else:
-            raise UserError(f"--layout {opt.layout}: choose side-by-side or separate")
-        bar = tqdm(total=num_steps, desc="generating", unit="step", disable=not opt.progress)
+        bar = tqdm(total=num_steps, desc="generating", unit="step", disable=not progress)
         start, done = time.perf_counter(), 0
         try:
             for chunk in chunks:  # [P,t,c,h,w]

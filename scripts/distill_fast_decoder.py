@@ -79,7 +79,7 @@ def generated_latents(folder, data: str, seconds: float, videos: int, seed: int)
         tokens = torch.stack([folder.tokenizer.encode(t) for t in tracks])[:, : int(seconds * FPS)]  # [P,T]
         with torch.no_grad():
             refs = vae.encode(torch.from_numpy(first).float() / 127.5 - 1)  # [P,c,h,w]
-            z = model.generate(tokens, refs, steps=cfg.infer.steps, guidance=cfg.infer.guidance, seed=seed)
+            z = model.generate(tokens, refs, **{**cfg.infer.sampler(), "seed": seed})
         out[video in by_split[True]].append(raw(vae, z.flatten(0, 1)))  # [P T,c,h,w]
     if not out[False]:  # a tiny corpus may hash every dialogue into train: hold out the last video
         out[False].append(out[True].pop())

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize()
     start = time.perf_counter()
     with autocast, torch.no_grad():
-        for chunk in model.generate_stream(tokens, refs, steps=cfg.infer.steps, guidance=cfg.infer.guidance):
+        for chunk in model.generate_stream(tokens, refs, **cfg.infer.sampler()):
             for p in range(2):
                 vae.decode_uint8(chunk[p])  # [t,H,W,3] on the CPU, as a video writer takes them
     if gpu:

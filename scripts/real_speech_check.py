@@ -5,8 +5,8 @@
 The dialogue: turns that alternate between two real speakers that training corpora never hold (the
 held-out packaged voices of dyadgen.data.voices: codec2-examples' david4.wav and pocketsphinx-testdata's
 LibriVox reading; apt-get install codec2-examples pocketsphinx-testdata), left then right, gaps of
-0.2-0.6 s. The model generates once (the checkpoint's sampler settings, its default identities) and
-both decoders turn the same latents into pictures; per decoder and person the
+0.2-0.6 s. The model generates once (the checkpoint's sampler settings unless a flag changes one, its
+default identities) and both decoders turn the same latents into pictures; per decoder and person the
 motion contrast (dyadgen.eval.motion.motion_contrast: how much the picture changes while they speak over
 while only the partner speaks) and the mouth opening while speaking and while listening. A model that
 hears the speech gives a contrast clearly above 1 on both sides. Writes OUT/dialogue.wav (stereo),
@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="real_speech")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the checkpoint's")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
+    parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -67,14 +70,16 @@ def main() -> None:
     tracks, speaking = dialogue(args.seconds, args.seed)
     write_wav(out / "dialogue.wav", tracks)
     pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device="cpu")
-    folder, infer = pipe.folder, pipe.folder.config.infer
+    folder = pipe.folder
+    infer = pipe.options(guidance=args.guidance, guidance_rescale=args.guidance_rescale, seed=args.seed,
+                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
     report = {"checkpoint": str(args.checkpoint or "bundled"), "seconds": args.seconds,
               "speakers": [s.name for s in packaged_voices(held_out=True)[:2]],
-              "steps": infer.steps, "guidance": infer.guidance}
+              "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in infer.sampler().items()}}
     tokens = torch.stack([folder.tokenizer.encode(t) for t in tracks])  # [P,T]
     with torch.no_grad():  # one generation, decoded by each decoder: the decoders alone differ
-        latents = folder.model.generate(tokens, pipe.references(None, None), steps=infer.steps,
-                                        guidance=infer.guidance, seed=args.seed)  # [P,T,c,h,w]
+        latents = folder.model.generate(tokens, pipe.references(None, None),
+                                        **infer.sampler())  # [P,T,c,h,w]
     decoders = [("full", False)] + ([("fast", True)] if folder.vae.fast_decoder is not None else [])
     for name, fast in decoders:
         frames = np.stack([folder.vae.decode_uint8(latents[p], fast=fast).numpy() for p in range(2)])  # [P,T,h,w,3]

@@ -31,7 +31,7 @@ def test_a_long_synthetic_video_is_a_corpus_that_preprocess_encodes(tmp_path):
 
 def test_the_block_cache_reads_each_shared_block_once(tmp_path):
     from dyadgen.bench_data import read_rate, write_bench_shards
-    from dyadgen.presets import preset
+    from dyadgen.config.presets import preset
 
     cfg = preset("tiny")
     write_bench_shards(tmp_path / "shards", cfg, videos=2, seconds=20)

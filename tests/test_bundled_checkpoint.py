@@ -17,7 +17,7 @@ import torch
 from dyadgen.data.clips import crop_people, decode_frames
 from dyadgen.eval.talking import score_person, speech_envelope
 from dyadgen.io.audio import load_audio
-from dyadgen.pipeline import BUNDLED, DyadGenPipeline, InferOptions
+from dyadgen.pipeline import BUNDLED, DyadGenPipeline
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -37,7 +37,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def generated(pipe):
-    frames = pipe.frames(EXAMPLES / "left.wav", EXAMPLES / "right.wav", options=InferOptions(progress=False))
+    frames = pipe.frames(EXAMPLES / "left.wav", EXAMPLES / "right.wav")
     tracks = [load_audio(EXAMPLES / f"{side}.wav") for side in ("left", "right")]
     return frames, [speech_envelope(a, frames.shape[1]) for a in tracks]
 
@@ -64,7 +64,7 @@ def test_the_listener_nods_after_the_partner_starts_a_turn(pipe, generated):
     nods = [score_person(frames[1], envelopes[1], envelopes[0]).nod_corr]  # seed 0, the whole example
     for seed in (1, 2):
         short = pipe.frames(EXAMPLES / "left.wav", EXAMPLES / "right.wav",
-                            options=InferOptions(progress=False, seed=seed, max_seconds=9.6))
+                            seed=seed, max_seconds=9.6)
         T = short.shape[1]
         nods.append(score_person(short[1], envelopes[1][:T], envelopes[0][:T]).nod_corr)
     assert float(np.median(nods)) > MIN_NOD, nods
@@ -85,7 +85,7 @@ def test_a_training_clip_is_generated_back_and_swapped_audio_moves_it_away(pipe)
 
     def render(tok: torch.Tensor) -> np.ndarray:
         infer = folder.config.infer
-        latents = pipe.model.generate(tok, refs, steps=infer.steps, guidance=infer.guidance, seed=0)
+        latents = pipe.model.generate(tok, refs, **{**infer.sampler(), "seed": 0})
         return np.stack([pipe._pixels(latents[p]) for p in range(2)])  # [P,T,h,w,3]
 
     T = min(len(frames), tokens.shape[1])

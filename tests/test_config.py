@@ -44,6 +44,7 @@ def test_shipped_configs_load():
         ("train.max_steps=three", "train.max_steps: expected an integer"),
         ("train.lr=fast", "train.lr: expected a number"),
         ("infer.layout=grid", "infer.layout: 'grid' is not one of"),
+        ("infer.guidance_interval=[0.2]", "infer.guidance_interval: expected 2 values, got 1"),
         ("backbone.tie_word_embeddings=2", "backbone.tie_word_embeddings: expected true or false"),
         ("train=3", "train: is a section"),
         ("max_steps", "an override must look like section.key=value"),
@@ -68,3 +69,20 @@ def test_saved_config_round_trips(tmp_path):
     again = config_from_dict(data)
     assert again == cfg
     assert load_config(tmp_path / "config.json") == cfg
+
+
+def test_older_checkpoints_keys_still_load(tmp_path):
+    """A checkpoint written before keys were renamed or dropped loads with the same meaning; a dropped key
+    set to something it could never do is an error that says why."""
+    data = load_config().to_dict()
+    data["infer"]["cfg"] = data["infer"].pop("guidance") + 1.5  # renamed to guidance
+    data["infer"]["device"] = "cpu"  # never read: the device is chosen at load
+    data["vae"]["kind"] = "autoencoder_kl"  # the only VAE there is
+    cfg = config_from_dict(data)
+    assert cfg.infer.guidance == load_config().infer.guidance + 1.5
+    assert cfg == config_from_dict({**load_config().to_dict(), "infer": {**load_config().to_dict()["infer"],
+                                                                          "guidance": cfg.infer.guidance}})
+    path = tmp_path / "c.yaml"
+    path.write_text("vae:\n  kind: autoencoder_tiny\n")
+    with pytest.raises(ConfigError, match="vae.kind: no longer a setting .*vae.fast_decoder"):
+        load_config(path)

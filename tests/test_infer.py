@@ -93,14 +93,45 @@ def test_separate_layout_and_stereo_dialogue_file(checkpoint, wavs, tmp_path):
 
 
 def test_same_seed_same_video(checkpoint, wavs, tmp_path):
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+    from dyadgen.pipeline import DyadGenPipeline
 
     pipe = DyadGenPipeline.from_pretrained(checkpoint, device="cpu")
     # the generated frames, not the mp4 bytes: libx264 under PyAV does not always give the same bitstream for
     # the same frames when an audio stream is muxed beside them (seen in about one run in three)
-    a = pipe.frames(*wavs, options=InferOptions(seed=1, progress=False))
-    b = pipe.frames(*wavs, options=InferOptions(seed=1, progress=False))
+    a = pipe.frames(*wavs, seed=1)
+    b = pipe.frames(*wavs, seed=1)
     assert np.array_equal(a, b)
+
+
+def test_cli_api_and_evaluation_generate_with_the_checkpoints_settings(checkpoint, wavs, monkeypatch):
+    """The checkpoint's config says 2 Euler steps and guidance 1.5: `dyadgen infer`, the Python API and
+    `dyadgen evaluate` all generate with them unless told otherwise, and generate the same frames."""
+    from dyadgen.eval.harness import generation_options
+    from dyadgen.eval.settings import EvalConfig
+    from dyadgen.pipeline import DyadGenPipeline, read_tracks
+
+    pipe = DyadGenPipeline.from_pretrained(checkpoint, device="cpu")
+    with torch.no_grad():  # adaLN-zero: an untrained decoder's velocity is zero, and every sampler alike
+        for p in pipe.model.parameters():
+            if not p.any():
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    api = pipe.frames(*wavs)
+    tokens = torch.stack([pipe.folder.tokenizer.encode(a) for a in read_tracks(*wavs, None, 0.0)])  # [P,T]
+    latents = pipe.model.generate(tokens, pipe.references(None, None), steps=2, guidance=1.5, seed=0)
+    expected = np.stack([pipe.folder.vae.decode_uint8(latents[p]).numpy() for p in range(2)])
+    # the same latents: the VAE decodes them chunk by chunk there and whole here: a pixel may round apart
+    assert np.abs(api.astype(int) - expected).max() <= 1
+    other = pipe.frames(*wavs, steps=1)  # a change the caller names is applied
+    assert np.abs(other.astype(int) - api).mean() > 1
+
+    seen = []
+    monkeypatch.setattr(DyadGenPipeline, "__call__", lambda self, *a, options=None, **k: seen.append(options) or [])
+    assert main(["infer", "--left", str(wavs[0]), "--right", str(wavs[1]), "--checkpoint", str(checkpoint)]) == 0
+    assert seen == [pipe.options()]
+    assert generation_options(pipe, EvalConfig()) == pipe.options()
+    assert generation_options(pipe, EvalConfig(steps=1, seed=4)) == pipe.options(steps=1, seed=4)
+    with pytest.raises(TypeError, match="unknown inference setting"):
+        pipe.options(cfg=2.0)
 
 
 @pytest.mark.parametrize("case", ["stereo_as_left", "empty", "missing", "not_audio", "no_face"])

@@ -130,6 +130,35 @@ def test_swapping_the_people_swaps_the_outputs():
     assert torch.allclose(a, b.flip(0), atol=1e-5)
 
 
+def test_guidance_interval_and_rescale():
+    """Steps outside the guidance interval take the conditional velocity alone; the rescale pulls the guided
+    velocity's spread to the conditional one's; the defaults leave plain guidance unchanged."""
+    dec = tiny_model().decoder
+    g = torch.Generator().manual_seed(0)
+    N, C, M = 2, dec.chunk_frames, 4
+    args = (torch.randn(N, C, *LATENT, generator=g), torch.randn(N, M, dec.cond_in.in_features, generator=g),
+            torch.randn(N, *LATENT, generator=g), torch.randn(N, *LATENT, generator=g),
+            torch.randint(0, 32, (N, C, dec.audio_tokens), generator=g))  # noise, cond, ref, prev, audio
+    uncond = {"uncond": torch.randn(N, M, dec.cond_in.in_features, generator=g),
+              "uncond_audio": torch.zeros_like(args[4])}
+    plain = dec.sample(*args, steps=3, guidance=1.0)
+    guided = dec.sample(*args, steps=3, guidance=3.0, **uncond)
+    assert not torch.allclose(plain, guided)
+    assert torch.equal(dec.sample(*args, steps=3, guidance=3.0, guidance_interval=(0.0, 1.0), guidance_rescale=0.0,
+                                  **uncond), guided)
+    assert torch.equal(dec.sample(*args, steps=3, guidance=3.0, guidance_interval=(1.5, 2.0), **uncond), plain)
+    first_only = dec.sample(*args, steps=3, guidance=3.0, guidance_interval=(0.9, 1.0), **uncond)
+    assert not torch.allclose(first_only, plain) and not torch.allclose(first_only, guided)
+    # one Euler step from t=1 to 0: x = noise - v, so the velocity is noise - x
+    noise = args[0]
+    v_c = noise - dec.sample(*args, steps=1, guidance=1.0)
+    v_g = noise - dec.sample(*args, steps=1, guidance=3.0, **uncond)
+    v_r = noise - dec.sample(*args, steps=1, guidance=3.0, guidance_rescale=1.0, **uncond)
+    spread = lambda v: v.flatten(1).std(dim=1)  # noqa: E731
+    assert torch.allclose(spread(v_r), spread(v_c), rtol=1e-4)
+    assert not torch.allclose(spread(v_g), spread(v_c), rtol=1e-2)
+
+
 def test_generate_streams_chunks_and_seeds_reproduce():
     model = tiny_model()
     tokens, _, refs = dialogue(T=10)

@@ -86,7 +86,7 @@ def test_a_folder_without_a_fast_decoder_says_so(folder, tmp_path):
     import shutil
 
     from dyadgen.errors import UserError
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+    from dyadgen.pipeline import DyadGenPipeline
 
     plain = tmp_path / "plain"
     shutil.copytree(folder, plain)
@@ -94,7 +94,7 @@ def test_a_folder_without_a_fast_decoder_says_so(folder, tmp_path):
     pipe = DyadGenPipeline.from_pretrained(plain, device="cpu")
     with pytest.raises(UserError, match="no fast decoder"):
         pipe.frames(np.zeros(16000, np.float32), np.zeros(16000, np.float32),
-                    options=InferOptions(fast_decoder=True, progress=False))
+                    fast_decoder=True)
 
 
 def test_a_device_or_dtype_the_machine_cannot_run_is_a_clear_error():

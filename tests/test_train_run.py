@@ -148,7 +148,7 @@ def test_fsdp2_on_two_processes_matches_one_process_resumes_exactly_and_exports_
     import torch
     from safetensors.torch import load_file
 
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+    from dyadgen.pipeline import DyadGenPipeline
 
     out = tmp_path / "fsdp"
     args = train_args(out, train_data, *STEPS, "train.save_every=2", "train.sample_every=6",
@@ -176,6 +176,6 @@ def test_fsdp2_on_two_processes_matches_one_process_resumes_exactly_and_exports_
     assert all(torch.equal(exported[k], v) for k, v in ema.items())  # the folder holds the EMA weights
     pipe = DyadGenPipeline.from_pretrained(step / "inference", device="cpu")
     frames = pipe.frames(REPO / "examples" / "left.wav", REPO / "examples" / "right.wav",
-                         options=InferOptions(max_seconds=0.32, progress=False))  # [P,T,H,W,3]
+                         max_seconds=0.32)  # [P,T,H,W,3]
     assert frames.shape[:2] == (2, 8) and frames.dtype == np.uint8
 

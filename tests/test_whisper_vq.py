@@ -12,10 +12,10 @@ import soundfile as sf
 import torch
 
 from dyadgen.config import AudioTokenizerConfig
+from dyadgen.config.presets import preset
 from dyadgen.encoders import load_audio_tokenizer
 from dyadgen.encoders.whisper_vq import WhisperVQTokenizer, count_parameters, mel_filters
 from dyadgen.errors import UserError
-from dyadgen.presets import preset
 
 FX = Path(__file__).resolve().parent / "fixtures" / "whispervq"
 GOLDEN = json.loads((FX / "golden.json").read_text())

@@ -99,22 +99,18 @@ def infer_report(checkpoint, seconds: float) -> dict:
     import time
     from pathlib import Path
 
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+    from dyadgen.pipeline import DyadGenPipeline
 
     pipe = DyadGenPipeline.from_pretrained(checkpoint)
     examples = Path(__file__).resolve().parents[2] / "examples"
     left, right = examples / "left.wav", examples / "right.wav"
-    d = pipe.folder.config.infer
     times: dict[str, list[float]] = {"full": [], "fast": []}
     modes = ["full", "fast"] if pipe.folder.vae.fast_decoder is not None else ["full"]
-    pipe.frames(left, right, options=InferOptions(steps=d.steps, guidance=d.guidance, max_seconds=1.0,
-                                                 progress=False))  # warm-up
+    pipe.frames(left, right, max_seconds=1.0)  # warm-up, with the checkpoint's settings as below
     for _ in range(2):
         for mode in modes:
-            opt = InferOptions(steps=d.steps, guidance=d.guidance, context_noise=d.context_noise,
-                               max_seconds=seconds, progress=False, fast_decoder=mode == "fast")
             start = time.perf_counter()
-            frames = pipe.frames(left, right, options=opt)
+            frames = pipe.frames(left, right, max_seconds=seconds, fast_decoder=mode == "fast")
             times[mode].append(time.perf_counter() - start)
     video_s = frames.shape[1] / 25
     out = {"device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."), "video_seconds": video_s}

@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="DIR|HUB", help="inference folder (default: the bundled checkpoint)")
     parser.add_argument("--steps", type=int, default=None, help="Euler steps of the decoder")
     parser.add_argument("--guidance", "--cfg", type=float, default=None, help="guidance scale on the audio")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="guide only the Euler steps whose flow time (1 = noise, 0 = data) lies in [LOW, HIGH]")
+    parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI",
+                        help="0..1: pull the guided velocity to the conditional one's spread (keeps colours)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
@@ -31,19 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dyadgen.errors import UserError
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions
+    from dyadgen.pipeline import DyadGenPipeline
 
     if args.dialogue is None and (args.left is None or args.right is None):
         raise UserError("give both --left and --right, or one stereo --dialogue file")
     pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
-    d = pipe.folder.config.infer
-    options = InferOptions(
-        steps=args.steps if args.steps is not None else d.steps,
-        guidance=args.guidance if args.guidance is not None else d.guidance, context_noise=d.context_noise,
-        seed=args.seed if args.seed is not None else d.seed, left_emotion=args.left_emotion,
-        right_emotion=args.right_emotion, layout=args.layout or d.layout,
-        max_seconds=args.max_seconds if args.max_seconds is not None else d.max_seconds,
-        fast_decoder=args.fast_decoder)
+    options = pipe.options(  # the checkpoint's settings, changed where a flag is given
+        steps=args.steps, guidance=args.guidance, seed=args.seed, layout=args.layout,
+        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+        guidance_rescale=args.guidance_rescale, left_emotion=args.left_emotion, right_emotion=args.right_emotion,
+        max_seconds=args.max_seconds, fast_decoder=args.fast_decoder or None)
     paths = pipe(args.left, args.right, dialogue=args.dialogue, out=args.out, left_ref=args.left_ref,
                  right_ref=args.right_ref, options=options)
     print("wrote " + ", ".join(map(str, paths)))

@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from dyadgen.data.shards import read_manifest, verify_shard
+    from dyadgen.data.shards import read_manifest
+    from dyadgen.data.windows import verify_shard
 
     root = Path(args.shards)
     manifest = read_manifest(root)

@@ -139,8 +139,9 @@ def sample_frames(path: str | os.PathLike, indices: list[int], fps: int = FPS) -
                         "(truncated or damaged)")
     try:
         return list(reader.get_batch([int(idx[i]) for i in indices]).asnumpy())
-    except Exception as err:
-        raise ClipError(f"{path}: cannot decode ({type(err).__name__}: {str(err)[:80]})") from None
+    except Exception as err:  # the header read, the frames did not: decord fails here on some cuts
+        raise ClipError(f"{path}: frames stop decoding ({type(err).__name__}: {str(err)[:80]}) "
+                        "(truncated or damaged)") from None
 
 
 def split_people(frames: np.ndarray) -> list[np.ndarray]:

@@ -2,7 +2,7 @@
 
 A face is a :class:`FaceLook` (colours and proportions drawn once per person) rendered per frame
 from a :class:`FacePose` (mouth opening, nod offset, blink, expression). The mouth's inside is
-drawn near-black so its opening can be measured back from pixels (dyadgen.eval.mouth).
+drawn near-black so its opening can be measured back from pixels (dyadgen.eval.motion.mouth_opening).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import Tensor
@@ -174,45 +173,6 @@ def write_manifest(folder: str | os.PathLike, info: dict) -> dict:
                 "num_samples": {s: sum(x.get("windows", 0) for x in shards) for s, shards in splits.items()}}
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
-
-
-@dataclass
-class ShardCheck:
-    path: Path
-    problem: str = ""  # what is wrong with the file ("": intact)
-    bad_samples: list[str] = field(default_factory=list)  # one line per unreadable or changed member
-    samples: int = 0  # training windows the shard holds
-    lost: int = 0  # of those, windows that read a bad member
-
-
-def verify_shard(folder: Path, entry: dict, progress=None) -> ShardCheck:
-    """Check one manifest entry's shard: intact when its size and sha256 match; otherwise every
-    member is read and checked against its blob checksum, and the windows that need a bad one are
-    counted as lost (a missing shard loses all of them)."""
-    from dyadgen.data.windows import windows_needing
-
-    path = folder / entry["path"]
-    check = ShardCheck(path, samples=entry.get("windows", len(entry["keys"])))
-    if not path.is_file():
-        check.problem = f"{path}: missing ({check.samples} windows)"
-        check.bad_samples = [f"{path}: sample {key}: missing shard" for key in entry["keys"]]
-        check.lost = check.samples
-        return check
-    size = path.stat().st_size
-    if "sha256" in entry and size == entry["size"] and sha256_file(path, progress=progress) == entry["sha256"]:
-        return check
-    check.problem = (f"{path}: {size} bytes, the manifest says {entry['size']}" if size != entry.get("size", size)
-                     else f"{path}: checksum mismatch")
-    reader, bad = ShardReader(), set()
-    for key, blob in zip(entry["keys"], entry.get("blobs") or [None] * len(entry["keys"]), strict=True):
-        try:
-            reader.read(path, key, blob)
-        except BadSample as err:
-            check.bad_samples.append(str(err))
-            bad.add(key)
-    reader.close()
-    check.lost = windows_needing(entry, bad)
-    return check
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:

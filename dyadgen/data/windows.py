@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dyadgen.data.shards import ShardReader, ShardWriter
+from dyadgen.data.shards import BadSample, ShardReader, ShardWriter, sha256_file
 
 
 def segment_key(video: str, segment: int) -> str:
@@ -136,6 +136,43 @@ def windows_needing(entry: dict, bad: set[str]) -> int:
     L, B = entry["window_frames"], entry["block_frames"]
     return sum(segment_key(video, j) in bad or any(block_key(video, j, k) in bad for k in window_blocks(a, L, B))
                for j, a in shard_windows(entry))
+
+
+@dataclass
+class ShardCheck:
+    path: Path
+    problem: str = ""  # what is wrong with the file ("": intact)
+    bad_samples: list[str] = field(default_factory=list)  # one line per unreadable or changed member
+    samples: int = 0  # training windows the shard holds
+    lost: int = 0  # of those, windows that read a bad member
+
+
+def verify_shard(folder: Path, entry: dict, progress=None) -> ShardCheck:
+    """Check one manifest entry's shard: intact when its size and sha256 match; otherwise every
+    member is read and checked against its blob checksum, and the windows that need a bad one are
+    counted as lost (a missing shard loses all of them)."""
+    path = folder / entry["path"]
+    check = ShardCheck(path, samples=entry.get("windows", len(entry["keys"])))
+    if not path.is_file():
+        check.problem = f"{path}: missing ({check.samples} windows)"
+        check.bad_samples = [f"{path}: sample {key}: missing shard" for key in entry["keys"]]
+        check.lost = check.samples
+        return check
+    size = path.stat().st_size
+    if "sha256" in entry and size == entry["size"] and sha256_file(path, progress=progress) == entry["sha256"]:
+        return check
+    check.problem = (f"{path}: {size} bytes, the manifest says {entry['size']}" if size != entry.get("size", size)
+                     else f"{path}: checksum mismatch")
+    reader, bad = ShardReader(), set()
+    for key, blob in zip(entry["keys"], entry.get("blobs") or [None] * len(entry["keys"]), strict=True):
+        try:
+            reader.read(path, key, blob)
+        except BadSample as err:
+            check.bad_samples.append(str(err))
+            bad.add(key)
+    reader.close()
+    check.lost = windows_needing(entry, bad)
+    return check
 
 
 class WindowReader:

@@ -12,16 +12,18 @@ missing. A window that fails is skipped, counted and listed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from dyadgen.config import InferConfig
 from dyadgen.data.emotions import EMOTION_IDS
 from dyadgen.errors import UserError
 from dyadgen.eval import measure
 from dyadgen.eval.heldout import GroundTruth, HeldOutClip, clip_folder, held_out_clips, read_truth
 from dyadgen.eval.settings import EvalConfig
+from dyadgen.io.files import write_text_atomic
 
 SYSTEMS = ("model", "swapped", "static", "ground_truth")
 
@@ -37,10 +39,14 @@ class Run:
     network_sources: dict[str, str] = field(default_factory=dict)  # network -> where its weights came from
 
 
-def _settings(checkpoint: Path, cfg: EvalConfig, options) -> dict:
+def _settings(checkpoint: Path, cfg: EvalConfig, options: InferConfig) -> dict:
+    sampler = ("steps", "guidance", "guidance_interval", "guidance_rescale", "context_noise", "seed")
     return {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
-            "dtype": cfg.dtype, "steps": options.steps,
-            "guidance": options.guidance, "seed": options.seed, "weights": asdict(cfg.weights)}
+            "dtype": cfg.dtype, **{k: _plain(getattr(options, k)) for k in sampler}, "weights": asdict(cfg.weights)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value  # as run.json reads back
 
 
 def _check_out(out: Path, settings: dict) -> None:
@@ -53,12 +59,10 @@ def _check_out(out: Path, settings: dict) -> None:
             raise UserError(f"{out}: holds an evaluation with other settings ({', '.join(changed)}); "
                             "use another --out")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".run.json.tmp")
-    tmp.write_text(json.dumps(settings, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(settings, indent=2))
 
 
-def generate(pipe, truth: GroundTruth, options, system: str) -> np.ndarray:
+def generate(pipe, truth: GroundTruth, options: InferConfig, system: str) -> np.ndarray:
     """Frames uint8 [P,T,H,W,3] of a system for a window."""
     T = truth.frames.shape[1]
     if system == "ground_truth":
@@ -103,20 +107,22 @@ def _synthetic_scores(frames: np.ndarray, truth: GroundTruth) -> dict[str, np.nd
     return out
 
 
+def generation_options(pipe, cfg: EvalConfig) -> InferConfig:
+    """The checkpoint's settings with the evaluation's steps, guidance (None: the checkpoint's) and seed."""
+    return pipe.options(steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+
+
 def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = True) -> Run:
     from tqdm.auto import tqdm
 
     from dyadgen.data.socioemodialog import index_dataset
     from dyadgen.data.splits import Splitter
-    from dyadgen.pipeline import DyadGenPipeline, InferOptions, resolve_checkpoint
+    from dyadgen.pipeline import DyadGenPipeline, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     pipe = DyadGenPipeline.from_pretrained(path, device=cfg.device, dtype=cfg.dtype)
     model_cfg = pipe.folder.config
-    icfg = model_cfg.infer
-    guidance = icfg.guidance if cfg.guidance is None else cfg.guidance
-    options = InferOptions(steps=cfg.steps or icfg.steps, guidance=guidance, context_noise=icfg.context_noise,
-                           seed=cfg.seed, progress=False)
+    options = generation_options(pipe, cfg)
     run = Run(Path(out))
     _check_out(run.out, _settings(path, cfg, options))
     index = index_dataset(data, script_json=model_cfg.data.script_json,
@@ -224,8 +230,6 @@ def _fit_basis(out: Path, videos, splitter, cfg: EvalConfig, size, failed, progr
 def _emotion_condition(pipe, truth: GroundTruth, options, basis, path: Path) -> None:
     """The window generated under each of the contrasting labels (both people), its face features
     [labels,P,26] (NaN where no face) saved to ``path``."""
-    from dataclasses import replace
-
     from dyadgen.eval import emotion, face
 
     size = truth.frames.shape[2:4]

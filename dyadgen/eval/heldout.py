@@ -9,7 +9,6 @@ where that person does not speak (a listening face), cropped with the same frami
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,10 +180,6 @@ def read_truth(window: HeldOutClip, size: tuple[int, int]) -> GroundTruth:
 def _crop_side(frame: np.ndarray, person: int, box: Box | None, size: tuple[int, int]) -> np.ndarray:
     side = split_people(frame[None])[person][0]  # [H,W/2,3]
     return crop_to_framing(side, box if box is not None else clip_box([side]), size)
-
-
-def cache_key(*parts: object) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
 def clip_folder(out: Path, window: HeldOutClip) -> Path:

@@ -58,7 +58,7 @@ def csim_to_reference(net, frames: np.ndarray, landmarks: np.ndarray, reference:
     """float32 [T]: ArcFace cosine similarity to the reference on every ``every``-th frame (NaN elsewhere)."""
     import torch
 
-    from dyadgen.eval.measure import run_on
+    from dyadgen.eval.networks import run_on
     from dyadgen.eval.networks.arcface import align_112, landmarks5_from_68
 
     out = np.full(len(frames), np.nan, np.float32)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dyadgen.eval import face, identity, quality, video_stats
+from dyadgen.eval.networks import run_on
 
 # what a cached measurement holds; an output folder measured under another version is refused, not mixed
 VERSION = 4  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
@@ -64,11 +65,6 @@ def _images(frames: np.ndarray):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255  # [T,3,H,W]
-
-
-def run_on(net, x):
-    """``net(x)`` on the network's device, back as float32 on the CPU."""
-    return net(x.to(next(net.parameters()).device)).float().cpu()
 
 
 def network_features(nets: Networks, frames: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from dyadgen.compat import drop_cached_span
 from dyadgen.config import BackboneConfig, ModelConfig
 from dyadgen.models.layers import Attention, ScalarEmbedder, patchify
 
@@ -251,8 +252,6 @@ class StepCache:
         first_needed = max(1, self.step + 1 - W)
         prefix = self.text_len + L
         while self.oldest < first_needed:
-            for layer in self.cache.layers:
-                layer.keys = torch.cat([layer.keys[:, :, :prefix], layer.keys[:, :, prefix + L:]], dim=2)
-                layer.values = torch.cat([layer.values[:, :, :prefix], layer.values[:, :, prefix + L:]], dim=2)
+            drop_cached_span(self.cache, prefix, prefix + L)
             self.key_positions = torch.cat([self.key_positions[:prefix], self.key_positions[prefix + L:]])
             self.oldest += 1

@@ -157,22 +157,40 @@ class FlowDecoder(nn.Module):
     @torch.no_grad()
     def sample(self, noise: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor, *,
                steps: int = 4, guidance: float = 1.0, uncond: Tensor | None = None,
-               uncond_audio: Tensor | None = None, noise_level: Tensor | None = None) -> Tensor:
+               uncond_audio: Tensor | None = None, noise_level: Tensor | None = None,
+               guidance_interval: tuple[float, float] = (0.0, 1.0), guidance_rescale: float = 0.0) -> Tensor:
         """Euler steps from noise [N,C,c,h,w] to latents. With ``uncond`` (conditions of the
-        unconditional branch) the velocity is guided: v_u + guidance * (v_c - v_u). noise_level [N]:
-        that of the context frame ``prev`` (default 0, clean)."""
+        unconditional branch) the velocity is guided, v_u + guidance * (v_c - v_u), both branches in one
+        batched call, on the steps whose time t (1 = noise, 0 = data) lies in ``guidance_interval``; the
+        other steps take the conditional velocity alone, in one pass (Kynkaanniemi et al. 2024, "Applying
+        guidance in a limited interval"). ``guidance_rescale`` phi blends the guided velocity with itself
+        scaled to the conditional one's standard deviation per sample (Lin et al. 2024, section 3.4),
+        which keeps guidance from pushing colours and contrast. noise_level [N]: that of the context frame
+        ``prev`` (default 0, clean)."""
         N = noise.shape[0]
         level = noise.new_zeros(N) if noise_level is None else noise_level.to(noise.dtype)
         grid = flow.time_grid(steps, self.mu, device=noise.device)
+
+        def conditional(x: Tensor, t: Tensor) -> Tensor:
+            return self.velocity(x, t, cond, ref, prev, audio, level)
+
         if uncond is None or guidance == 1.0:
-            return flow.euler_solve(lambda x, t: self.velocity(x, t, cond, ref, prev, audio, level), noise, grid)
+            return flow.euler_solve(conditional, noise, grid)
         both_cond = torch.cat([cond, uncond])
         both_audio = torch.cat([audio, uncond_audio if uncond_audio is not None else audio])
         refs2, prevs2, level2 = torch.cat([ref, ref]), torch.cat([prev, prev]), torch.cat([level, level])
+        low, high = guidance_interval
 
         def guided(x: Tensor, t: Tensor) -> Tensor:
+            if not low <= float(t[0]) <= high:
+                return conditional(x, t)
             v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both_cond, refs2, prevs2, both_audio, level2)
             v_c, v_u = v.chunk(2)
-            return v_u + guidance * (v_c - v_u)
+            out = v_u + guidance * (v_c - v_u)
+            if guidance_rescale > 0:
+                dims = tuple(range(1, out.dim()))
+                scaled = out * (v_c.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True).clamp_min(1e-6))
+                out = guidance_rescale * scaled + (1 - guidance_rescale) * out
+            return out
 
         return flow.euler_solve(guided, noise, grid)

@@ -281,14 +281,16 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
     @torch.no_grad()
     def generate_stream(self, tokens: Tensor, refs: Tensor, *, emotion: Tensor | None = None,
                         text: str | None = None, steps: int = 4, guidance: float = 1.0, seed: int = 0,
-                        context_noise: float = 0.0,
+                        context_noise: float = 0.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
+                        guidance_rescale: float = 0.0,
                         callback: Callable[[int, int, Tensor], None] | None = None) -> Iterator[Tensor]:
         """Generate one chunk step at a time: yields latents [P,C,c,h,w] (the last chunk cut to T).
 
         tokens long [P,T] (each person's own audio codes), refs [P,c,h,w], emotion long [P,T] or [P]
         (per frame or one label per person), text: one prompt for the dialogue. With guidance != 1 the
         unconditional branch (both audio tracks null) runs as two more batch elements with their own
-        KV cache, fed the same generated motion. context_noise: the noise level put on the previous
+        KV cache, fed the same generated motion; guidance_interval and guidance_rescale: see
+        :meth:`FlowDecoder.sample`. context_noise: the noise level put on the previous
         chunk before it conditions the next (training draws 0..model.context_noise_max; 0 = clean).
         callback(step, num_steps, chunk) after each step."""
         dev = tokens.device
@@ -328,7 +330,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             chunk = self.decoder.sample(
                 draw(), cond[0], refs, context[:, -1], frame_audio[0, :, s], steps=steps, guidance=guidance,
                 uncond=cond[1] if guided else None, uncond_audio=frame_audio[1, :, s] if guided else None,
-                noise_level=level,
+                noise_level=level, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale,
             )  # [P,C,c,h,w]
             prev_chunk = chunk
             out = chunk[:, : T - s * C] if s == S - 1 else chunk

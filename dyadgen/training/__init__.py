@@ -1,5 +1,6 @@
 """Training: the loop state, EMA, optimizer and schedule, checkpoints, and the loop itself.
 
 ``scripts/train.py`` is the entry point; these modules are the pieces it wires together. Nothing here
-assumes one process: the same code runs alone, under DDP, FSDP or DeepSpeed through ``accelerate``.
+assumes one process: the same code runs alone, under DDP or FSDP2 through ``accelerate`` (DeepSpeed is
+refused: see distributed.py).
 """

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dyadgen.compat import fsdp_on_cpu
 from dyadgen.config import DyadGenConfig
 from dyadgen.errors import UserError
 
@@ -70,15 +71,12 @@ def fsdp_plugin() -> Any:
 
 def _fsdp_on_cpu(accelerator: Any, plugin: Any) -> None:
     """accelerate picks FSDP only on accelerators; on CPU processes (gloo) it would silently fall back
-    to DDP. FSDP2 itself runs there, so switch the state over (tested with accelerate 1.15)."""
-    from accelerate.state import PartialState
+    to DDP. FSDP2 itself runs there, so switch the state over (dyadgen.compat.fsdp_on_cpu)."""
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type != DistributedType.MULTI_CPU:
         return
-    accelerator.state.distributed_type = DistributedType.FSDP
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-    accelerator.state.fsdp_plugin = plugin
+    fsdp_on_cpu(accelerator, plugin)
     if accelerator.mixed_precision != "no":
         plugin.set_mixed_precision(accelerator.mixed_precision)
 

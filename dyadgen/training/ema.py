@@ -83,10 +83,6 @@ class EMA:
             assign_full(self.shadow[name], value)
         self.num_updates = num_updates
 
-    def to(self, device: torch.device | str) -> EMA:
-        self.shadow = {name: t.to(device) for name, t in self.shadow.items()}
-        return self
-
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
     """A plain tensor of ``t``'s whole value: gathered from every process when ``t`` is a sharded

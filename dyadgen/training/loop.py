@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dyadgen.compat import reset_accumulation
 from dyadgen.errors import UserError
 from dyadgen.training.state import step_seed
 
@@ -125,7 +126,7 @@ def train_step(accelerator: Any, model: nn.Module, optimizer: Any, micro_batches
 
     The caller sets the learning rate before and updates the EMA after (when ``finite``).
     """
-    accelerator.step = 0  # accelerate's accumulation counter: sync on exactly our last micro-batch
+    reset_accumulation(accelerator)  # sync on exactly our last micro-batch
     sums: dict[str, torch.Tensor] = {}
     grad_norm: torch.Tensor | float | None = None
     k = len(micro_batches)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from dyadgen.io.files import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -33,9 +34,7 @@ class MetricsLog:
         elif self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         self._file = self.path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -408,9 +408,8 @@ def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, e
     unwrapped.eval()
     try:
         with ema.swapped_in(unwrapped), unsharded(unwrapped):
-            generated = unwrapped.generate(tokens, refs, emotion=emotion, text=text, steps=cfg.infer.steps,
-                                           guidance=cfg.infer.guidance, seed=cfg.infer.seed,
-                                           context_noise=cfg.infer.context_noise)  # [P,T,c,h,w]
+            generated = unwrapped.generate(tokens, refs, emotion=emotion, text=text,
+                                           **cfg.infer.sampler())  # [P,T,c,h,w]
     finally:
         unwrapped.train(was_training)
     if not accelerator.is_main_process:

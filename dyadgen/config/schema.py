@@ -1,29 +1,16 @@
-"""Typed configuration: one dataclass per component, composed into :class:`DyadGenConfig`.
-
-A run's configuration is built in three layers, each overriding the one before:
-
-1. a preset from :data:`dyadgen.presets.PRESETS` (``real``, ``real-0.5b``, ``tiny``), the same classes at two sizes;
-2. a YAML file in ``configs/`` whose top-level ``preset:`` names the preset and whose sections
-   (``data:``, ``backbone:``, ...) override its fields;
-3. dotted ``key=value`` overrides from the command line (``train.max_steps=100``).
-
-Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key. The resolved
-config (``to_dict``) is what gets written beside every run and checkpoint as ``config.json``.
-"""
+"""The config dataclasses: one per component, composed into :class:`DyadGenConfig` (loading and
+overriding: :mod:`dyadgen.config.loading`; the presets: :mod:`dyadgen.config.presets`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from dyadgen.errors import UserError
+from dyadgen.io.files import write_text_atomic
 
 
 class ConfigError(UserError, ValueError):
@@ -75,8 +62,7 @@ class AudioTokenizerConfig:
 class VAEConfig:
     """The frozen video VAE: frames [T,3,H,W] in [-1,1] <-> latents [T,c,H/f,W/f]."""
 
-    kind: Literal["autoencoder_kl", "autoencoder_tiny"] = "autoencoder_kl"
-    name_or_path: str = ""  # hub name, a `vae` subfolder, or a local folder; empty = random init
+    name_or_path: str = ""  # an AutoencoderKL: hub name, a `vae` subfolder, or a local folder; empty = random init
     subfolder: str = ""
     latent_channels: int = 8
     block_out_channels: tuple[int, ...] = (16, 32, 64, 64)  # factor = 2 ** (len - 1)
@@ -195,13 +181,27 @@ class TrainConfig:
 
 @dataclass
 class InferConfig:
+    """How to generate. A checkpoint's config.json holds its defaults; `dyadgen infer`, the Python API
+    (``DyadGenPipeline.options``) and `dyadgen evaluate` all start from them and change only what the
+    caller names."""
+
     steps: int = 4  # Euler steps of the flow decoder
     guidance: float = 2.0  # classifier-free guidance scale on the velocity (1 = none)
+    guidance_interval: tuple[float, float] = (0.0, 1.0)  # flow times t (1 = noise) whose steps are guided
+    guidance_rescale: float = 0.0  # 0..1: the guided velocity pulled to the conditional one's spread
     seed: int = 0
     context_noise: float = 0.0  # noise level on the previous chunk before it conditions the next (training: 0..max)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     layout: Literal["side-by-side", "separate"] = "side-by-side"
     max_seconds: float = 0.0  # 0 = no limit
+    fast_decoder: bool = False  # decode with the checkpoint's tiny decoder (TAEF1 for the real presets)
+    left_emotion: str = ""  # an emotion label for each person ("" = none)
+    right_emotion: str = ""
+    text: str = ""  # the dialogue's text prompt ("" = none)
+
+    def sampler(self) -> dict[str, Any]:
+        """The keyword arguments of ``DyadGen.generate`` / ``generate_stream`` these settings give."""
+        return {"steps": self.steps, "guidance": self.guidance, "guidance_interval": self.guidance_interval,
+                "guidance_rescale": self.guidance_rescale, "seed": self.seed, "context_noise": self.context_noise}
 
 
 @dataclass
@@ -223,172 +223,13 @@ class DyadGenConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the resolved config as JSON (write then rename, so a reader never sees half)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def audio_margin(decoder: DecoderConfig, model: ModelConfig) -> tuple[int, int]:
     """Frames of audio the model reads before and after a window's own frames (pre, post): the
     decoder's own context a and partner context q before, a and the backbone's lookahead k after."""
     return max(decoder.audio_context, decoder.partner_context), max(decoder.audio_context, model.audio_lookahead)
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading and overriding
-# --------------------------------------------------------------------------------------------------
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                preset_name: str | None = None) -> DyadGenConfig:
-    """Preset <- YAML file <- ``key=value`` overrides. Any of the three may be absent.
-
-    A YAML file's ``preset:`` picks the preset (``preset_name`` overrides it); a ``.json`` path is a
-    resolved config as written by :meth:`DyadGenConfig.save`.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        text = path.read_text()
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from None
-        data = data or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    name = preset_name or data.get("preset", "tiny")
-    from dyadgen.presets import preset
-
-    cfg = preset(str(name))
-    _merge(cfg, {k: v for k, v in data.items() if k != "preset"}, prefix="")
-    for item in overrides or []:
-        apply_override(cfg, item)
-    return cfg
-
-
-def config_from_dict(data: dict[str, Any]) -> DyadGenConfig:
-    """Rebuild a config from :meth:`DyadGenConfig.to_dict` output (e.g. a checkpoint's config.json)."""
-    from dyadgen.presets import preset
-
-    cfg = preset(str(data.get("preset", "tiny")))
-    _merge(cfg, {k: v for k, v in data.items() if k != "preset"}, prefix="")
-    return cfg
-
-
-def apply_override(cfg: DyadGenConfig, item: str) -> None:
-    """Apply one ``section.key=value`` override; the value is parsed as YAML then type-checked."""
-    if "=" not in item:
-        raise ConfigError(f"{item}: an override must look like section.key=value")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    parts = key.split(".")
-    target: Any = cfg
-    for i, part in enumerate(parts[:-1]):
-        sub = getattr(target, part, None) if _has_field(target, part) else None
-        if not dataclasses.is_dataclass(sub):
-            raise ConfigError(f"{'.'.join(parts[: i + 1])}: unknown config section")
-        target = sub
-    _set_field(target, parts[-1], value, key)
-
-
-# keys renamed since checkpoints were written: (section, old name) -> new name
-RENAMED = {("infer", "cfg"): "guidance"}
-
-
-def merge_into(obj: Any, data: dict[str, Any]) -> None:
-    """Set the fields of a config dataclass (nested sections too) from a mapping, with type checks."""
-    _merge(obj, data, prefix="")
-
-
-def _has_field(obj: Any, name: str) -> bool:
-    return dataclasses.is_dataclass(obj) and name in {f.name for f in dataclasses.fields(obj)}
-
-
-def _merge(obj: Any, data: dict[str, Any], prefix: str) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping, got {type(data).__name__}")
-    for key, value in data.items():
-        key = RENAMED.get((prefix.rstrip("."), key), key)
-        full = f"{prefix}{key}"
-        if not _has_field(obj, key):
-            raise ConfigError(f"{full}: unknown config key")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            _merge(current, value, prefix=f"{full}.")
-        else:
-            _set_field(obj, key, value, full)
-
-
-def _set_field(obj: Any, name: str, value: Any, full_key: str) -> None:
-    if not _has_field(obj, name):
-        raise ConfigError(f"{full_key}: unknown config key")
-    if dataclasses.is_dataclass(getattr(obj, name)):
-        raise ConfigError(f"{full_key}: is a section; set one of its keys, e.g. {full_key}.<key>=...")
-    hint = typing.get_type_hints(type(obj))[name]
-    setattr(obj, name, _coerce(value, hint, full_key))
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against the type ``hint``, allowing the lossless conversions YAML needs."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key}: {value!r} does not match {hint}")
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        elem = args[0] if args else Any
-        items = [_coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported config type {hint}")
 
 
 def _to_plain(obj: Any) -> Any:

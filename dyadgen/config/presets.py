@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typing
 
-from dyadgen.config import (
+from dyadgen.config.schema import (
     AudioTokenizerConfig,
     BackboneConfig,
     ConfigError,
@@ -35,7 +35,6 @@ def _real() -> DyadGenConfig:
             n_mels=80,
         ),
         vae=VAEConfig(
-            kind="autoencoder_kl",
             name_or_path="black-forest-labs/FLUX.1-schnell",
             subfolder="vae",
             latent_channels=16,
