@@ -45,7 +45,7 @@ def fsdp_on_cpu(accelerator: Any, plugin: Any) -> None:
     # imported on use, here and below: model code imports this module and must not pull in accelerate or
     # torch's test utilities
     from accelerate.state import PartialState
-    from accelerate.utils import DistributedType
+    from accelerate.utils import DistributedType  # on use, as above
 
     accelerator.state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
@@ -65,9 +65,9 @@ def fake_fsdp_process_group(world_size: int) -> Iterator[None]:
     propagation kept out of an enclosing FakeTensorMode (it would build global-shape tensors there, which
     a memory tracker would count as this rank's)."""
     require(TORCH_FAKE_FSDP, "the FSDP memory estimate")
-    import torch.distributed as dist
-    import torch.distributed.tensor._sharding_prop as sharding_prop
-    from torch.testing._internal.distributed.fake_pg import FakeStore
+    import torch.distributed as dist  # on use: torch.distributed and its test utilities are only for this estimate
+    import torch.distributed.tensor._sharding_prop as sharding_prop  # on use, as above
+    from torch.testing._internal.distributed.fake_pg import FakeStore  # on use, as above
 
     original = sharding_prop.detect_fake_mode
     sharding_prop.detect_fake_mode = lambda *args, **kwargs: None

@@ -31,12 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_vae import collect_frames, psnr  # noqa: E402 - the frame collection of the VAE's own training
 
-from dyadgen.checkpoint import FAST_DECODER_DIR, load_inference_folder  # noqa: E402
 from dyadgen.clock import FPS  # noqa: E402
-from dyadgen.data.clips import ClipError, crop_people, frame_count, sample_frames, video_boxes  # noqa: E402
 from dyadgen.data.socioemodialog import index_dataset  # noqa: E402
 from dyadgen.data.splits import split_of  # noqa: E402
+from dyadgen.inference.folder import FAST_DECODER_DIR, load_inference_folder  # noqa: E402
 from dyadgen.io.audio import load_stereo  # noqa: E402
+from dyadgen.media.clips import ClipError, crop_people, frame_count, sample_frames, video_boxes  # noqa: E402
 
 
 def student(latent_channels: int, factor: int, width: int):

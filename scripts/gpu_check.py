@@ -31,16 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.batch_size=2")
     args = parser.parse_args(argv)
 
-    from dyadgen.bench import latent_shape
+    from dyadgen.bench.memory import GIB, estimate_step, real_step
     from dyadgen.clock import FPS
     from dyadgen.config import load_config
     from dyadgen.encoders import load_video_vae
-    from dyadgen.memory import GIB, estimate_step, real_step
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here (use --device cpu --preset tiny for a dry run)")
     cfg = load_config(preset_name=args.preset, overrides=args.overrides)
-    latent = latent_shape(cfg)
+    latent = cfg.latent_shape
     gpu = args.device != "cpu"
     result: dict = {"preset": cfg.preset, "device": torch.cuda.get_device_name() if gpu else "cpu",
                     "batch_size": args.batch, "latent_shape": list(latent)}

@@ -28,9 +28,9 @@ from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from dyadgen.data.voices import Voice, packaged_voices, speak
 from dyadgen.errors import UserError
 from dyadgen.eval.motion import motion_contrast, mouth_opening
+from dyadgen.inference.pipeline import DyadGenPipeline
 from dyadgen.io.audio import write_wav
 from dyadgen.io.video import VideoWriter
-from dyadgen.pipeline import DyadGenPipeline
 
 
 def dialogue(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

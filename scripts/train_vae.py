@@ -24,9 +24,9 @@ def collect_frames(root: str, size: tuple[int, int], stride: int, cfg) -> tuple[
     import numpy as np
     from tqdm.auto import tqdm
 
-    from dyadgen.data.clips import ClipError, crop_people, stream_frames, video_boxes
     from dyadgen.data.socioemodialog import index_dataset
     from dyadgen.data.splits import split_of
+    from dyadgen.media.clips import ClipError, crop_people, stream_frames, video_boxes
 
     index = index_dataset(root, script_json=cfg.data.script_json, video_to_dialogue=cfg.data.video_to_dialogue)
     train, held = [], []

@@ -10,12 +10,12 @@ from trainrun import LATENT, WINDOW_STEPS
 
 @pytest.fixture(scope="session")
 def train_data(tmp_path_factory) -> dict[str, Path]:
-    """Video shards written by the real writer (dyadgen.data.windows) and a real fitted audio tokenizer."""
+    """Video shards written by the real writer (dyadgen.cache.windows) and a real fitted audio tokenizer."""
     import numpy as np
     import torch
 
-    from dyadgen.data.shards import write_manifest
-    from dyadgen.data.windows import write_video_shard
+    from dyadgen.cache.shards import write_manifest
+    from dyadgen.cache.windows import write_video_shard
     from dyadgen.encoders.fitted import FittedTokenizer
 
     root = tmp_path_factory.mktemp("train_data")

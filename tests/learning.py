@@ -36,16 +36,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dyadgen.cache.windows import context_tokens
 from dyadgen.clock import FPS, SAMPLES_PER_FRAME
 from dyadgen.config import DyadGenConfig, load_config
-from dyadgen.data.clips import crop_people, people_boxes
 from dyadgen.data.synthetic import synthetic_video
 from dyadgen.data.voices import have_espeak
-from dyadgen.data.windows import context_tokens
 from dyadgen.encoders import load_video_vae
 from dyadgen.encoders.fitted import FittedTokenizer
 from dyadgen.eval import turns
 from dyadgen.eval.motion import correlation, head_drop, mouth_opening
+from dyadgen.media.clips import crop_people, people_boxes
 from dyadgen.models import DyadBatch, DyadGen
 from dyadgen.training.ema import EMA
 
@@ -58,7 +58,7 @@ LR = 1e-3
 WARMUP = 20
 EMA_DECAY = 0.99  # the weights' moving average that sampling uses (train.ema_decay; ~100 steps here)
 NUM_CODES = 64
-OVERRIDES = ["model.window_steps=6", "model.decoder_steps_per_sample=2"]  # as configs/tiny_synthetic.yaml
+OVERRIDES = ["model.history_steps=6", "model.decoder_steps_per_sample=2"]  # as configs/tiny_synthetic.yaml
 
 
 @dataclass
@@ -177,7 +177,7 @@ def train(corpus: Corpus, steps: int, seed: int, overrides: list[str] = (),
 
 def render(model: DyadGen, vae, d: Dialogue, tokens: Tensor, seed: int = 0) -> np.ndarray:
     """Both people generated from ``tokens`` [P,T] and the clip's first frame: uint8 [P,T,h,w,3]."""
-    latents = model.generate(tokens, d.latents[:, 0], steps=4, guidance=2.0, seed=seed)  # [P,T,c,h,w]
+    latents = model.generate(tokens, d.latents[:, 0], euler_steps=4, guidance=2.0, seed=seed)  # [P,T,c,h,w]
     return torch.stack([vae.decode_uint8(latents[p]) for p in range(2)]).numpy()
 
 

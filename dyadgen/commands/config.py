@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "print the resolved configuration (preset, YAML file and key=value overrides)"
+import yaml
+
+from dyadgen.config import load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +18,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace):
-    from dyadgen.config import load_config
-
     return load_config(args.config, args.overrides, preset_name=args.preset)
 
 
@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     cfg = resolve(args).to_dict()
     print(json.dumps(cfg, indent=2) if args.json else yaml.safe_dump(cfg, sort_keys=False), end="")
     return 0

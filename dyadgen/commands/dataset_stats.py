@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from pathlib import Path
 
-HELP = "count videos, matched dialogues, turns per emotion and hours, and list skipped files with reasons"
+from dyadgen.data.emotions import DEVIATION, deviation_score, plot_distribution
+from dyadgen.data.stats import dataset_stats
+from dyadgen.errors import UserError
+from dyadgen.io.files import write_text_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,12 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dyadgen.data.emotions import DEVIATION, deviation_score, plot_distribution
-    from dyadgen.data.stats import dataset_stats
-    from dyadgen.errors import UserError
-
     if not Path(args.root).is_dir():
         raise UserError(f"{args.root}: not a folder")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -60,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
     for item in s["skipped"]:
         print(f"  {item['file']}: {item['reason']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(s, indent=2, ensure_ascii=False))
+        write_text_atomic(args.json, json.dumps(s, indent=2, ensure_ascii=False))
     return 0

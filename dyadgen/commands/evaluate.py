@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-HELP = "score a checkpoint on held-out windows of a corpus (lip sync, turn-taking, quality, identity, motion)"
+from dyadgen.eval.harness import SYSTEMS, evaluate
+from dyadgen.eval.report import table, write_report
+from dyadgen.eval.scoring import score
+from dyadgen.eval.settings import load_eval_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="inference folder (default: the bundled checkpoint)")
     parser.add_argument("--out", default="evaluation", metavar="DIR",
                         help="metrics.json, report.md, plots, videos and the cache of measured windows")
-    parser.add_argument("--config", default=None, metavar="YAML",
+    parser.add_argument("--eval-config", default=None, metavar="YAML",
                         help="evaluation settings, including the local weight files of SyncNet, Inception, I3D, "
                              "ArcFace and AlexNet (see README, Evaluation)")
     parser.add_argument("--split", default=None, choices=["train", "val", "test", "all"])
@@ -30,15 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dyadgen.eval.harness import SYSTEMS, evaluate
-    from dyadgen.eval.report import table, write_report
-    from dyadgen.eval.scoring import score
-    from dyadgen.eval.settings import load_eval_config
-
-    cfg = load_eval_config(args.config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
-                                         "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
+    cfg = load_eval_config(args.eval_config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
+                                         "euler_steps": args.steps, "guidance": args.guidance, "seed": args.seed,
                                          "device": args.device, "dtype": args.dtype, "videos": args.videos})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
     scores = score(Path(args.out), SYSTEMS, result.missing_networks, result.network_sources)

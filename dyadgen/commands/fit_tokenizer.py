@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-HELP = "fit the small log-mel + k-means audio tokenizer (for tiny models) on a corpus's speech"
+from tqdm.auto import tqdm
+
+from dyadgen.encoders.fitted import FittedTokenizer
+from dyadgen.errors import UserError
+from dyadgen.io.audio import load_audio
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def corpus_wavs(paths: list[str]) -> list[str]:
-    from pathlib import Path
-
     files: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -30,12 +33,6 @@ def corpus_wavs(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from dyadgen.encoders.fitted import FittedTokenizer
-    from dyadgen.errors import UserError
-    from dyadgen.io.audio import load_audio
-
     files = corpus_wavs(args.data)
     if not files:
         raise UserError(f"{' '.join(args.data)}: no wav files found")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "make a video of two people talking and listening from their two voices"
+from dyadgen.errors import UserError
+from dyadgen.inference.pipeline import DyadGenPipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="guide only the Euler steps whose flow time (1 = noise, 0 = data) lies in [LOW, HIGH]")
     parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI",
                         help="0..1: pull the guided velocity to the conditional one's spread (keeps colours)")
+    parser.add_argument("--guidance-mode", choices=["batched", "separate"], default=None,
+                        help="the decoder's guided and unguided branches in one batched call (default) or two")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
@@ -34,16 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dyadgen.errors import UserError
-    from dyadgen.pipeline import DyadGenPipeline
-
     if args.dialogue is None and (args.left is None or args.right is None):
         raise UserError("give both --left and --right, or one stereo --dialogue file")
     pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
     options = pipe.options(  # the checkpoint's settings, changed where a flag is given
-        steps=args.steps, guidance=args.guidance, seed=args.seed, layout=args.layout,
+        euler_steps=args.steps, guidance=args.guidance, seed=args.seed, layout=args.layout,
         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-        guidance_rescale=args.guidance_rescale, left_emotion=args.left_emotion, right_emotion=args.right_emotion,
+        guidance_rescale=args.guidance_rescale, guidance_mode=args.guidance_mode, left_emotion=args.left_emotion,
+        right_emotion=args.right_emotion,
         max_seconds=args.max_seconds, fast_decoder=args.fast_decoder or None)
     paths = pipe(args.left, args.right, dialogue=args.dialogue, out=args.out, left_ref=args.left_ref,
                  right_ref=args.right_ref, options=options)

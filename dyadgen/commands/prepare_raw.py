@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "cut raw side-by-side videos (stereo: left actor = left channel) into the processed layout (resumable)"
+from dyadgen.data.prepare_raw import prepare_raw
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,8 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dyadgen.data.prepare_raw import prepare_raw
-
     s = prepare_raw(args.raw, args.out)
     print(f"prepared {s['videos']} videos ({s['turns']} turns; turns from ASR json: {s['asr']}, from voice "
           f"activity: {s['vad']}); {s['resumed']} already done; skipped {len(s['skipped'])}")

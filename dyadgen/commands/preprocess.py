@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 
+import torch
+
+from dyadgen.cache.preprocess import preprocess, storage_per_hour
 from dyadgen.commands.config import add_config_arguments, resolve
-
-HELP = "encode a SocioEmoDialog-layout dataset into training shards (resumable)"
+from dyadgen.devices import pick_device, pick_dtype
+from dyadgen.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dyadgen.errors import UserError
-    from dyadgen.preprocess import preprocess
-
     cfg = resolve(args)
     if args.batch_size is not None:
         if args.batch_size < 1:
@@ -43,17 +44,14 @@ def run(args: argparse.Namespace) -> int:
     root, out = args.data or cfg.data.root, args.out or cfg.data.shards
     if not root or not out:
         raise UserError("preprocess needs --data ROOT and --out SHARDS (or data.root / data.shards in the config)")
-    from dyadgen.devices import pick_device, pick_dtype
 
     pick_dtype(args.dtype, pick_device(args.device))  # a request the machine cannot run fails before any work
-    import os
 
     num_shards = args.num_shards if args.num_shards is not None else int(os.environ.get("WORLD_SIZE", 1))
     shard_index = args.shard_index if args.shard_index is not None else int(os.environ.get("RANK", 0))
     device = args.device
     if device == "auto" and num_shards > 1 and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}" if _has_cuda() else "cpu"  # one GPU per launched process
-    from dyadgen.preprocess import storage_per_hour
 
     need = storage_per_hour(cfg)
     c, h, w = need["latent_shape"]
@@ -74,6 +72,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _has_cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()

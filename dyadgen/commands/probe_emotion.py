@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
 
-HELP = "how much emotion audio features keep: a linear probe on frozen features, WAR and UAR on the test split"
+from dyadgen.data.emotion_corpora import load_corpus
+from dyadgen.eval.probe import cached_features, plot_confusion, probe
+from dyadgen.io.files import write_text_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,14 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from dyadgen.data.emotion_corpora import load_corpus
-    from dyadgen.eval.probe import cached_features, plot_confusion, probe
-    from dyadgen.io.files import write_text_atomic
-
     kwargs = {"script_json": args.script_json} if args.dataset == "socioemodialog" else {}
     corpus = load_corpus(args.dataset, args.root, **kwargs)
     out = Path(args.out)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "write a synthetic two-person corpus (faces, Mandarin voices, ground truth) in SocioEmoDialog's layout"
+from dyadgen.data.synthetic import RealVoices, synthesize
+from dyadgen.data.voices import PACKAGED, Recorded, have_espeak, packaged_voices
+from dyadgen.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dyadgen.data.synthetic import RealVoices, synthesize
-    from dyadgen.data.voices import PACKAGED, Recorded, have_espeak, packaged_voices
-    from dyadgen.errors import UserError
-
     use_espeak = have_espeak() and not args.no_espeak
     speakers = [Recorded.from_folder(d) for d in args.voices]
     if args.real_voices:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-HELP = "check every shard (and, in a damaged shard, every sample) against the manifest's sizes and checksums"
+from tqdm.auto import tqdm
+
+from dyadgen.cache.shards import read_manifest
+from dyadgen.cache.windows import verify_shard
+from dyadgen.io.files import write_text_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,14 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
-    from dyadgen.data.shards import read_manifest
-    from dyadgen.data.windows import verify_shard
-
     root = Path(args.shards)
     manifest = read_manifest(root)
     entries = [e for split in manifest["splits"].values() for e in split]
@@ -37,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
         for line in c.bad_samples:
             print(f"    {line}")
     if args.json:
-        from dyadgen.io.files import write_text_atomic
-
         write_text_atomic(args.json, json.dumps({"shards": len(checks), "bad": [
             {"shard": str(c.path), "problem": c.problem, "bad_samples": c.bad_samples, "windows_lost": c.lost}
             for c in bad]}, indent=1))

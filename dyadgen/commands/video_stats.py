@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-HELP = ("per person of side-by-side videos (a SocioEmoDialog root, or generated videos): framing occupancy, "
-        "face-, body- and head-pose heatmaps, blink rate and eye openness")
+from tqdm.auto import tqdm
+
+from dyadgen.errors import UserError
+from dyadgen.eval.face import models_folder
+from dyadgen.eval.video_stats import SCALARS, merge, plot_heatmaps, video_stats
+from dyadgen.io.files import write_text_atomic
+from dyadgen.media.clips import ClipError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def find_videos(paths: list[str]) -> list:
     """The side-by-side videos a list of files and folders names: in a folder, every .mp4 except the turn
     clips (``video_segments/``) of a video whose raw recording is there too."""
-    from pathlib import Path
-
-    from dyadgen.errors import UserError
-
     found = []
     for name in paths:
         path = Path(name)
@@ -44,17 +47,6 @@ def find_videos(paths: list[str]) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
-    from dyadgen.data.clips import ClipError
-    from dyadgen.errors import UserError
-    from dyadgen.eval.face import models_folder
-    from dyadgen.eval.video_stats import SCALARS, merge, plot_heatmaps, video_stats
-    from dyadgen.io.files import write_text_atomic
-
     models_folder()  # a clear error without the eval extra, before any decoding
     videos = find_videos(args.paths)
     if args.max_videos:

@@ -74,7 +74,8 @@ def apply_override(cfg: DyadGenConfig, item: str) -> None:
 
 
 # keys renamed since checkpoints were written: (section, old name) -> new name
-RENAMED = {("infer", "cfg"): "guidance"}
+RENAMED = {("infer", "cfg"): "guidance", ("model", "window_steps"): "history_steps",
+           ("infer", "steps"): "euler_steps", ("eval", "steps"): "euler_steps"}
 # keys that older checkpoints hold and that never did anything: skipped on load when their value is one
 # that meant nothing (None: any value), an error naming the reason otherwise
 DROPPED: dict[tuple[str, str], tuple[tuple | None, str]] = {
@@ -83,9 +84,10 @@ DROPPED: dict[tuple[str, str], tuple[tuple | None, str]] = {
 }
 
 
-def merge_into(obj: Any, data: dict[str, Any]) -> None:
-    """Set the fields of a config dataclass (nested sections too) from a mapping, with type checks."""
-    _merge(obj, data, prefix="")
+def merge_into(obj: Any, data: dict[str, Any], section: str = "") -> None:
+    """Set the fields of a config dataclass (nested sections too) from a mapping, with type checks;
+    ``section`` names where ``obj`` sits in the root config (for renamed keys and error messages)."""
+    _merge(obj, data, prefix=f"{section}." if section else "")
 
 
 def _has_field(obj: Any, name: str) -> bool:

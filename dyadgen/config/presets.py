@@ -1,5 +1,5 @@
-"""The presets: the same config classes at real size (``real``, ``real-0.5b``) and at a size that
-builds on the CPU in seconds with random weights and no download (``tiny``)."""
+"""The presets: the same config classes at real size (``real``, ``real-0.5b``), at a size that builds on the
+CPU in seconds with random weights and no download (``tiny``), and between them (``small``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,19 @@ from dyadgen.config.schema import (
 
 def _tiny() -> DyadGenConfig:
     # the model window is shorter than the training window, as in the real presets
-    return DyadGenConfig(preset="tiny", model=ModelConfig(window_steps=8))
+    return DyadGenConfig(preset="tiny", model=ModelConfig(history_steps=8))
+
+
+def _small() -> DyadGenConfig:
+    # the tiny preset's frames and encoders with a wider, deeper backbone and decoder (94 M parameters):
+    # what `dyadgen bench` measures training throughput on, between tiny and real
+    return DyadGenConfig(
+        preset="small",
+        backbone=BackboneConfig(hidden_size=640, num_hidden_layers=10, num_attention_heads=10, num_key_value_heads=2,
+                                intermediate_size=2048),
+        decoder=DecoderConfig(hidden_size=512, depth=8, num_heads=8),
+        model=ModelConfig(history_steps=8, decoder_steps_per_sample=4),  # the decoder's loss on 4 of 16 steps
+    )
 
 
 def _real() -> DyadGenConfig:
@@ -62,11 +74,11 @@ def _real() -> DyadGenConfig:
         ),
         decoder=DecoderConfig(hidden_size=768, depth=16, num_heads=12, patch_size=2, gradient_checkpointing=True),
         # a 5 s history window inside 10 s training windows; the decoder's loss on 4 of the 64 steps
-        model=ModelConfig(chunk_frames=4, motion_tokens=8, window_steps=32, audio_lookahead=2,
+        model=ModelConfig(chunk_frames=4, motion_tokens=8, history_steps=32, audio_lookahead=2,
                           decoder_steps_per_sample=4),
         train=TrainConfig(batch_size=8, lr=1e-4, backbone_lr=2e-5, warmup_steps=1000, max_steps=200_000,
                           save_every=2000, val_every=2000, sample_every=10_000, ema_decay=0.9999),
-        infer=InferConfig(steps=4, guidance=2.0),
+        infer=InferConfig(euler_steps=4, guidance=2.0),
     )
 
 
@@ -93,6 +105,7 @@ def _real_05b() -> DyadGenConfig:
 
 PRESETS: dict[str, typing.Callable[[], DyadGenConfig]] = {
     "tiny": _tiny,
+    "small": _small,
     "real": _real,
     "real-0.5b": _real_05b,
 }

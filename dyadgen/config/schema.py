@@ -74,6 +74,11 @@ class VAEConfig:
     fast_decoder: str = ""  # optional AutoencoderTiny (TAEF1) name or path for decoding
     encode_batch: int = 16  # frames per VAE call, so long clips never exhaust memory
 
+    @property
+    def factor(self) -> int:
+        """Pixels per latent cell along each side."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
 
 @dataclass
 class BackboneConfig:
@@ -122,7 +127,7 @@ class ModelConfig:
 
     chunk_frames: int = 4  # C
     motion_tokens: int = 4  # M
-    window_steps: int = 16  # W: whole steps kept in the KV cache besides the pinned prefix
+    history_steps: int = 16  # W: whole steps the backbone attends back to (the KV cache besides the prefix)
     audio_lookahead: int = 1  # k frames of audio lookahead
     audio_dropout: float = 0.1  # both audio tracks -> null for a whole sample
     emotion_dropout: float = 0.1
@@ -185,10 +190,12 @@ class InferConfig:
     (``DyadGenPipeline.options``) and `dyadgen evaluate` all start from them and change only what the
     caller names."""
 
-    steps: int = 4  # Euler steps of the flow decoder
+    euler_steps: int = 4  # Euler steps of the flow decoder per chunk
     guidance: float = 2.0  # classifier-free guidance scale on the velocity (1 = none)
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # flow times t (1 = noise) whose steps are guided
     guidance_rescale: float = 0.0  # 0..1: the guided velocity pulled to the conditional one's spread
+    # the decoder's conditional and unconditional branches in one batched call, or in two calls
+    guidance_mode: Literal["batched", "separate"] = "batched"
     seed: int = 0
     context_noise: float = 0.0  # noise level on the previous chunk before it conditions the next (training: 0..max)
     layout: Literal["side-by-side", "separate"] = "side-by-side"
@@ -200,8 +207,9 @@ class InferConfig:
 
     def sampler(self) -> dict[str, Any]:
         """The keyword arguments of ``DyadGen.generate`` / ``generate_stream`` these settings give."""
-        return {"steps": self.steps, "guidance": self.guidance, "guidance_interval": self.guidance_interval,
-                "guidance_rescale": self.guidance_rescale, "seed": self.seed, "context_noise": self.context_noise}
+        return {"euler_steps": self.euler_steps, "guidance": self.guidance, "guidance_interval": self.guidance_interval,
+                "guidance_rescale": self.guidance_rescale, "guidance_mode": self.guidance_mode, "seed": self.seed,
+                "context_noise": self.context_noise}
 
 
 @dataclass
@@ -217,6 +225,29 @@ class DyadGenConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+
+    # ---- shapes derived from the settings above (never stored) ----------------------------------
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of one person's frame latent at the configured frame size."""
+        f = self.vae.factor
+        return self.vae.latent_channels, self.data.height // f, self.data.width // f
+
+    @property
+    def window_frames(self) -> int:
+        """Frames of one training window: ``data.window_steps`` chunk steps of ``model.chunk_frames``."""
+        return self.data.window_steps * self.model.chunk_frames
+
+    @property
+    def window_stride_frames(self) -> int:
+        """Frames between consecutive training windows of a video: the block the cache stores latents in."""
+        return self.data.window_stride_steps * self.model.chunk_frames
+
+    @property
+    def audio_margin(self) -> tuple[int, int]:
+        """Frames of audio the model reads before and after a window's own frames (pre, post)."""
+        return audio_margin(self.decoder, self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dyadgen.data.emotions import EMOTIONS
+from dyadgen.data.socioemodialog import index_dataset
+from dyadgen.data.splits import Splitter
 from dyadgen.errors import UserError
 
 # ---- label normalisation: raw label (as the dataset writes it) -> one lower-case scheme ------------------
@@ -335,9 +337,6 @@ def load_socioemodialog(root: str | Path, script_json: str = "", video_to_dialog
     """The turns matched to a script line (dyadgen.data.socioemodialog.index_dataset), each the span of the
     turn in its speaker's own channel wav (``<v>_<side>.wav``, else the ``_mute`` one); the group is the split
     of its video, as preprocessing assigns it (same fractions and actor map give the same split)."""
-    from dyadgen.data.socioemodialog import index_dataset
-    from dyadgen.data.splits import Splitter
-
     root = _existing(root, "socioemodialog")
     index = index_dataset(root, script_json=script_json, video_to_dialogue=video_to_dialogue)
     if not index.scripts:

@@ -1,4 +1,7 @@
 """SocioEmoDialog's emotion labels: 18 classes plus "Other", kept as its own class (DATASETS.md)."""
+import numpy as np
+
+from dyadgen.io.plots import pyplot
 
 EMOTIONS: tuple[str, ...] = (
     "Joy", "Satisfaction", "Amusement", "Love", "Hope", "Awe", "Alertness", "Pride", "Gratitude",
@@ -64,11 +67,7 @@ def deviation_score(counts: dict[str, int]) -> tuple[float | None, dict[str, flo
 
 def plot_distribution(path, named_counts: dict[str, dict[str, int]]) -> None:
     """A bar chart of each named distribution's shares beside Trampe et al.'s."""
-    import matplotlib  # the eval extra; dataset-stats --plot checks for it first
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    plt = pyplot()
 
     reference = reference_shares()
     names = list(reference)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 MOUTH_INSIDE = (20, 8, 12)  # RGB of the open mouth's inside: darker than anything else in a face
@@ -49,8 +50,6 @@ class FacePose:
 
 def draw_face(look: FaceLook, pose: FacePose, height: int, width: int) -> np.ndarray:
     """One frame uint8 [H,W,3] (RGB) of one person."""
-    import cv2
-
     img = np.empty((height, width, 3), np.uint8)
     img[:] = look.background
     cx = width // 2

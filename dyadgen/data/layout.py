@@ -15,7 +15,6 @@ share, so data prepared by their tools and by ours can be mixed.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dyadgen.io.files import write_text_atomic
+from dyadgen.io.audio import write_wav
+from dyadgen.io.files import replace_folder, write_text_atomic
 
 SIDES = ("left", "right")
 _LINE = re.compile(r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})\s*-\s*(\d{2}):(\d{2}):(\d{2})\.(\d{3})\s*speaker\s+(\d+)\s*;"
@@ -123,8 +123,6 @@ def write_video_folder(root: Path, raw: Path, audio: np.ndarray, sample_rate: in
     stereo track float32 [2,N] at the source rate and both people's own turns; ``extra`` may add
     files. The folder is built under a hidden name and renamed when complete, so a finished folder
     is never half-written."""
-    from dyadgen.io.audio import write_wav
-
     name = raw.stem
     folder, tmp = root / name, root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -160,7 +158,4 @@ def write_video_folder(root: Path, raw: Path, audio: np.ndarray, sample_rate: in
         cut(raw, tmp / "video_segments" / f"{n:06d}.mp4", parse_time(hhmmss(seg.start)), parse_time(hhmmss(seg.end)))
     if extra is not None:
         extra(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    return replace_folder(tmp, folder)

@@ -23,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from dyadgen.data.layout import SIDES, SpokenTurn, parse_time, write_video_folder
 from dyadgen.errors import UserError
+from dyadgen.io.audio import read_stereo, resample
+from dyadgen.io.video import VideoWriter
+from dyadgen.media.clips import decode_frames, grid_frames
 
 
 @dataclass
@@ -101,8 +105,6 @@ def exact_cutter(audio: np.ndarray):
     """Frame-accurate clips of a raw video with its 16 kHz stereo track ``audio`` [2,N]: the frames of
     ``[start, end)`` on the 25 fps grid (random access, so a clip never decodes the whole video),
     re-encoded, so a clip's first frame is its turn's first frame."""
-    from dyadgen.data.clips import decode_frames, grid_frames
-    from dyadgen.io.video import VideoWriter
 
     def cut(raw: Path, dst: Path, start: float, end: float) -> None:
         first, stop = grid_frames(start, end)
@@ -116,8 +118,6 @@ def exact_cutter(audio: np.ndarray):
 
 def prepare_video(raw: Path, out: Path) -> tuple[str, int]:
     """Write one video's copy and folder; returns (turn source, number of turns)."""
-    from dyadgen.io.audio import read_stereo, resample
-
     native, rate = read_stereo(raw)  # [2,N'] at the source rate, for the wavs
     audio = resample(native, rate, SAMPLE_RATE)  # [2,N] at 16 kHz, for voice activity and the clips
     turns, source = find_turns(raw, audio)
@@ -132,8 +132,6 @@ def prepare_video(raw: Path, out: Path) -> tuple[str, int]:
 
 def prepare_raw(raw_dir: str | os.PathLike, out: str | os.PathLike, *, progress: bool = True) -> dict:
     """Every ``*.mp4`` of ``raw_dir`` into ``out``; returns counts and the skipped files with reasons."""
-    from tqdm.auto import tqdm
-
     raw_dir, out = Path(raw_dir), Path(out)
     if not raw_dir.is_dir():
         raise UserError(f"{raw_dir}: not a folder of raw videos")

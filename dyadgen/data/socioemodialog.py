@@ -23,8 +23,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from dyadgen.data.emotions import emotion_id
 from dyadgen.data.layout import SIDES, Segment, parse_log, parse_time
 from dyadgen.data.script_match import is_chinese, match_video
+from dyadgen.io.audio import load_audio
+from dyadgen.media.clips import Span, check_against_segment, grid_frames, read_span
 
 TIME_TOLERANCE = 0.002  # seconds: ASR json times are the log's strings, so they agree to the millisecond
 
@@ -371,3 +376,29 @@ def _clips(folder: Path, left_log: list[Segment] | None, problems) -> list[Clip]
         seg = left_log[int(path.stem)]
         clips.append(Clip(path, int(path.stem), seg.start, seg.end, "left" if seg.speaker == 0 else "right"))
     return clips
+
+
+def video_labels(video: Video, num_frames: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """speaking bool [P,T] and emotion long [P,T] of the video's frames first .. first + T - 1, from
+    the timeline. A person's emotion is that of their latest turn and holds until their next one; it
+    is -1 (unknown) before their first turn and after a turn the script match left unmatched."""
+    speaking = np.zeros((2, num_frames), bool)
+    emotion = np.full((2, num_frames), -1, np.int64)
+    for turn in video.turns:  # sorted by start, so a later turn overrides the emotion of an earlier one
+        p = SIDES.index(turn.side)
+        f0, f1 = (f - first for f in grid_frames(turn.start, turn.end))
+        speaking[p, max(f0, 0): max(f1, 0)] = True
+        emotion[p, max(f0, 0):] = emotion_id(turn.emotion) if turn.utterance_id else -1
+    return speaking, emotion
+
+
+def read_clip(video: Video, clip: Clip) -> Span:
+    """A turn clip's span of the video (side-by-side frames and stereo audio, uncropped), checked
+    against the wav segment of every own turn inside it (ClipError when they disagree by more than a
+    frame: the clip is not the moment the logs say)."""
+    span = read_span(clip.path, clip.start, clip.end, origin=clip.start)
+    for turn in video.turns:
+        wav = video.segment_wav(turn)
+        if clip.start - 0.05 <= turn.start and turn.end <= clip.end + 0.05 and wav is not None and wav.is_file():
+            check_against_segment(clip.path, span, SIDES.index(turn.side), load_audio(wav), turn.start)
+    return span

@@ -22,10 +22,14 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.data.emotions import EMOTIONS, emotion_id, expression
@@ -143,13 +147,27 @@ def script_entry(dialogue_id: str, utterances: list[Utterance], topic: str) -> d
 
 @dataclass
 class SyntheticVideo:
-    """One synthetic recording in memory, before it is written in the corpus layout."""
+    """One synthetic recording, before it is written in the corpus layout: its frames are drawn from the
+    ground truth as they are needed (:meth:`stream`), or all at once for in-memory use (``frames``)."""
 
-    frames: np.ndarray  # uint8 [T,H,2W,3] side by side (left person | right person)
+    looks: list[FaceLook]  # the two people's faces
     clean: np.ndarray  # float32 [P,N] each person's own track at 16 kHz, N = T * 640
     truth: dict[str, np.ndarray]  # mouth, nod, blink, speaking, emotion: [P,T] each
     plans: list[list[Utterance]]  # the utterances of each dialogue in it
     rng: np.random.Generator  # the video's generator, where the drawing left it
+
+    @property
+    def num_frames(self) -> int:
+        return self.truth["mouth"].shape[1]
+
+    def stream(self) -> Iterator[np.ndarray]:
+        """Side-by-side frames uint8 [H,2W,3], drawn one at a time."""
+        return render_frames(self.looks, self.truth)
+
+    @cached_property
+    def frames(self) -> np.ndarray:
+        """All frames uint8 [T,H,2W,3] in memory (the learning checks' short clips)."""
+        return np.stack(list(self.stream()))
 
 
 @dataclass(frozen=True)
@@ -183,8 +201,7 @@ def synthetic_video(name: str, seed: int, dialogues: int, use_espeak: bool,
     utterances = [u for plan in plans for u in plan]
     clean = mix_tracks(utterances)  # [P,N] at 16 kHz
     truth = ground_truth(utterances, clean, rng)
-    frames = np.stack(list(render_frames(looks, truth)))  # [T,H,2W,3]
-    return SyntheticVideo(frames, clean[:, : len(frames) * SAMPLES_PER_FRAME], truth, plans, rng)
+    return SyntheticVideo(looks, clean[:, : truth["mouth"].shape[1] * SAMPLES_PER_FRAME], truth, plans, rng)
 
 
 def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_espeak: bool,
@@ -195,16 +212,12 @@ def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_e
     if (folder / "script_entry.json").is_file():
         return json.loads((folder / "script_entry.json").read_text())
     video = synthetic_video(name, seed, len(dialogue_ids), use_espeak, real)
-    frames, clean, truth, plans, rng = video.frames, video.clean, video.truth, video.plans, video.rng
+    clean, truth, plans, rng, T = video.clean, video.truth, video.plans, video.rng, video.num_frames
     utterances = [u for plan in plans for u in plan]
-    n = len(frames) * SAMPLES_PER_FRAME
+    n = T * SAMPLES_PER_FRAME
     heard = resample((clean + BLEED * clean[::-1])[:, :n], SAMPLE_RATE, sample_rate)  # [P,N'] each mic hears both
-    raw = root / f"{name}.mp4"  # beside the folder, as in the real tree
-    with VideoWriter(raw, width=frames.shape[2], height=frames.shape[1], audio=heard, sample_rate=sample_rate,
-                     keyframe_every=FPS) as writer:
-        writer.write(frames)
     turns = [SpokenTurn(SIDES[u.speaker], u.start // SAMPLES_PER_FRAME / FPS,
-                        min(len(frames), -(-u.end // SAMPLES_PER_FRAME)) / FPS, u.text) for u in utterances]
+                        min(T, -(-u.end // SAMPLES_PER_FRAME)) / FPS, u.text) for u in utterances]
     scripts = {did: script_entry(did, plan, str(rng.choice(TOPICS))) for did, plan in zip(dialogue_ids, plans,
                                                                                            strict=True)}
 
@@ -212,8 +225,22 @@ def write_video(root: Path, name: str, dialogue_ids: list[str], seed: int, use_e
         np.savez_compressed(tmp / "ground_truth.npz", **truth)
         (tmp / "script_entry.json").write_text(json.dumps(scripts, ensure_ascii=False))
 
-    write_video_folder(root, raw, heard, sample_rate, turns, stream_copy_cut, extra=extra)
+    write_recording(root, name, video.stream(), (HALF_HEIGHT, 2 * HALF_WIDTH), heard, sample_rate, turns, extra)
     return scripts
+
+
+def write_recording(root: Path, name: str, frames: Iterable[np.ndarray], size: tuple[int, int], heard: np.ndarray,
+                    sample_rate: int, turns: list[SpokenTurn], extra: Callable[[Path], None] | None = None) -> Path:
+    """``<root>/<name>.mp4`` (frames uint8 [H,W,3] of ``size`` (H, W), written as they come, so memory stays
+    flat in the video's length; stereo ``heard`` [2,N] at ``sample_rate``) and beside it the recording's
+    folder in SocioEmoDialog's layout (channel wavs, diarization logs, turn clips, then ``extra``)."""
+    raw = root / f"{name}.mp4"  # beside the folder, as in the real tree
+    with VideoWriter(raw, width=size[1], height=size[0], audio=heard, sample_rate=sample_rate,
+                     keyframe_every=FPS) as writer:
+        for frame in frames:
+            writer.write(frame)
+    write_video_folder(root, raw, heard, sample_rate, turns, stream_copy_cut, extra=extra)
+    return raw
 
 
 def _write_one(args: tuple[str, str, list[str], int, bool, RealVoices]) -> dict[str, dict]:
@@ -231,8 +258,6 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_vid
                use_espeak: bool | None = None, real: RealVoices = RealVoices(), progress: bool = True) -> Path:
     """Write ``dialogues`` synthetic dialogues under ``out``, ``per_video`` of them in each video
     (resumable), plus script.json and video_to_dialogue.json; ``real``: recorded speakers for some people."""
-    from tqdm.auto import tqdm
-
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     use_espeak = have_espeak() if use_espeak is None else use_espeak
@@ -241,8 +266,6 @@ def synthesize(out: str | os.PathLike, dialogues: int, seed: int = 0, *, per_vid
                for first in range(0, dialogues, per_video)}
     jobs = [(str(root), name, ids, seed, use_espeak, real) for name, ids in mapping.items()]
     if workers > 1:
-        from multiprocessing import get_context
-
         with get_context("spawn").Pool(workers) as pool:
             results = list(tqdm(pool.imap(_write_one, jobs), total=len(jobs), desc="synth", disable=not progress))
     else:

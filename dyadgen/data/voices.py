@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from dyadgen.clock import SAMPLE_RATE
 from dyadgen.errors import UserError
@@ -124,8 +125,6 @@ def speak(text: str, voice: Voice, rng: np.random.Generator, use_espeak: bool | 
 
 
 def _espeak(text: str, voice: Voice) -> np.ndarray:
-    import soundfile as sf
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "u.wav"
         subprocess.run(["espeak-ng", "-v", "cmn", "-p", str(voice.pitch), "-s", str(voice.speed), "-w", str(out),

@@ -17,6 +17,8 @@ import numpy as np
 from torch import Tensor
 
 from dyadgen.config import AudioTokenizerConfig
+from dyadgen.encoders.fitted import CONFIG_NAME, FittedTokenizer
+from dyadgen.encoders.whisper_vq import WhisperVQTokenizer
 from dyadgen.errors import UserError
 
 
@@ -28,11 +30,8 @@ class AudioTokenizer(Protocol):
 
     @property
     def pad_id(self) -> int: ...
-
     def encode(self, wav: np.ndarray | Tensor) -> Tensor: ...
-
     def encode_batch(self, wavs: list[np.ndarray | Tensor]) -> list[Tensor]: ...
-
     def save_pretrained(self, folder: str | os.PathLike) -> None: ...
 
 
@@ -40,8 +39,6 @@ def load_audio_tokenizer(spec: str | os.PathLike | AudioTokenizerConfig) -> Audi
     """A tokenizer from a folder written by ``save_pretrained``, a WhisperSpeech ``*.model`` file or hub
     ``repo:filename``, or a config (``kind="whisper_vq"``: ``name_or_path`` defaults to WhisperSpeech's
     medium en+pl checkpoint)."""
-    from dyadgen.encoders.fitted import CONFIG_NAME, FittedTokenizer
-
     cfg = spec if isinstance(spec, AudioTokenizerConfig) else AudioTokenizerConfig(name_or_path=str(spec))
     folder = Path(cfg.name_or_path)
     kind = cfg.kind
@@ -50,8 +47,6 @@ def load_audio_tokenizer(spec: str | os.PathLike | AudioTokenizerConfig) -> Audi
     elif cfg.name_or_path and (folder / CONFIG_NAME).is_file():
         kind = json.loads((folder / CONFIG_NAME).read_text()).get("kind")
     if kind == "whisper_vq":
-        from dyadgen.encoders.whisper_vq import WhisperVQTokenizer
-
         return WhisperVQTokenizer.load(cfg.name_or_path, whisper_name_or_path=cfg.whisper_name_or_path,
                                        batch_size=cfg.batch_size)
     if not (folder / CONFIG_NAME).is_file():

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
+from transformers.audio_utils import mel_filter_bank
 
 from dyadgen.clock import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 
@@ -23,8 +25,6 @@ WEIGHTS_NAME = "tokenizer.safetensors"
 
 
 def mel_filters(n_mels: int, n_fft: int = WINDOW) -> Tensor:
-    from transformers.audio_utils import mel_filter_bank
-
     fb = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=60.0,
                          max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
     return torch.from_numpy(fb).float()  # [F, n_mels]
@@ -101,8 +101,6 @@ class FittedTokenizer:
         return cls(centres, mean, std)
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({"codebook": self.codebook.contiguous(), "mean": self.mean, "std": self.std},
@@ -113,7 +111,5 @@ class FittedTokenizer:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> FittedTokenizer:
-        from safetensors.torch import load_file
-
         tensors = load_file(str(Path(folder) / WEIGHTS_NAME))
         return cls(tensors["codebook"], tensors["mean"], tensors["std"])

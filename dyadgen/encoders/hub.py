@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import hf_hub_download
+
 from dyadgen.errors import UserError
 
 
@@ -23,7 +25,6 @@ def resolve_file(name: str, filename: str, *, what: str) -> Path:
         return path
     if local.is_file():
         return local
-    from huggingface_hub import hf_hub_download
 
     try:
         return Path(hf_hub_download(name, filename, local_files_only=True))

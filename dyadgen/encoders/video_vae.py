@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import diffusers
 import torch
+from diffusers import AutoencoderKL
+from diffusers.utils import logging
 from torch import Tensor, nn
 
 from dyadgen.config import VAEConfig
@@ -22,8 +25,6 @@ WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 def build_autoencoder_kl(cfg: VAEConfig):
     """An AutoencoderKL with ``cfg``'s architecture and random weights (use meta device to count)."""
-    from diffusers import AutoencoderKL
-
     n = len(cfg.block_out_channels)
     return AutoencoderKL(
         in_channels=3, out_channels=3,
@@ -110,8 +111,6 @@ class VideoVAE(nn.Module):
 
 def load_fast_decoder(name: str | os.PathLike) -> nn.Module:
     """An AutoencoderTiny (TAEF1, or a tiny one distilled for a small VAE) from a folder or Hub name."""
-    from diffusers.utils import logging
-
     level = logging.get_verbosity()
     logging.set_verbosity_error()  # diffusers warns about a config key of its own on every AutoencoderTiny load
     try:
@@ -121,8 +120,6 @@ def load_fast_decoder(name: str | os.PathLike) -> nn.Module:
 
 
 def _load_diffusers(class_name: str, name: str, subfolder: str) -> nn.Module:
-    import diffusers
-
     what = f"the {class_name} VAE"
     folder = resolve_folder(name, subfolder=subfolder, what=what)
     if not (folder / WEIGHTS_NAME).is_file() and not Path(name).exists():  # a Hub repo: fetch the weights too

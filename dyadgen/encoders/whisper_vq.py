@@ -42,7 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from transformers import WhisperConfig, WhisperForAudioClassification
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.utils import logging as hf_logging
 
 from dyadgen.clock import SAMPLE_RATE, SAMPLES_PER_FRAME, frames_for_samples
 from dyadgen.encoders.hub import resolve_file, resolve_folder
@@ -158,8 +163,6 @@ class WhisperVQHead(nn.Module):
 @contextlib.contextmanager
 def _quiet_transformers():
     """Silence the loading report: the decoder / classifier keys that the encoder leaves out are expected."""
-    from transformers.utils import logging as hf_logging
-
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -181,10 +184,6 @@ def load_whisper_encoder(name_or_path: str | os.PathLike) -> nn.Module:
     ``WhisperEncoder.save_pretrained``; both from ``model.safetensors``. Missing encoder weights are an error,
     never a silent random init.
     """
-    from safetensors import safe_open
-    from transformers import WhisperForAudioClassification
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     name = str(name_or_path)
     what = "the Whisper encoder of the WhisperVQ tokenizer"
     folder = resolve_folder(name, what=what)
@@ -282,8 +281,6 @@ class WhisperVQTokenizer:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, *, whisper_name_or_path: str = "",
                         batch_size: int = 8) -> WhisperVQTokenizer:
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         if not (folder / CONFIG_NAME).is_file():
             raise UserError(f"{folder}: not a WhisperVQ tokenizer folder (no {CONFIG_NAME})")
@@ -297,8 +294,6 @@ class WhisperVQTokenizer:
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """``tokenizer.json`` (config + tunables), the whole checkpoint state dict as safetensors, and the
         encoder-only ``whisper/`` folder. No pickles."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous().clone() for k, v in self.state_dict.items()}, str(folder / WEIGHTS_NAME),
@@ -379,9 +374,6 @@ def count_parameters(config: dict | None = None, tunables: dict | None = None,
     a 512-code, 64-dim cosine codebook). The decoder-side blocks of the checkpoint are not used to encode
     and are not counted.
     """
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     with torch.device("meta"):
         encoder = WhisperEncoder(WhisperConfig(**(whisper or MEDIUM_WHISPER)))
         head = WhisperVQHead(config or MEDIUM_CONFIG, tunables or MEDIUM_TUNABLES)

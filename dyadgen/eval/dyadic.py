@@ -94,7 +94,7 @@ def jaw_features(landmarks: np.ndarray) -> np.ndarray:
 
 def fit_basis(landmarks: list[np.ndarray], components: int = COMPONENTS) -> MotionBasis:
     """The expression PCA of ground-truth training landmarks (a list of [T,68,2], NaN where no face)."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # optional (the eval extra): imported on first use
 
     shapes = np.concatenate([normalised_shapes(lm) for lm in landmarks])  # [N,136]
     shapes = shapes[np.isfinite(shapes).all(axis=1)]
@@ -153,7 +153,7 @@ def _pcc(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def fit_clusters(truth: list[np.ndarray], clusters: int):
     """k-means on all ground-truth frames of one group (DIM's pooled fit, random_state 0)."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # optional (the eval extra): imported on first use
 
     x = np.concatenate([t[_finite(t)] for t in truth])
     return KMeans(n_clusters=min(clusters, len(x)), random_state=0, n_init="auto").fit(x)

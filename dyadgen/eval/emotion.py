@@ -47,9 +47,9 @@ def window_label(emotion: np.ndarray) -> int:
 
 def fit(features: np.ndarray, labels: np.ndarray):
     """The probe on training features [n,26] with labels [n], or None with fewer than two classes."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # optional (the eval extra): imported on first use
+    from sklearn.pipeline import make_pipeline  # optional (the eval extra): imported on first use
+    from sklearn.preprocessing import StandardScaler  # optional (the eval extra): imported on first use
 
     keep = labels >= 0
     if len(np.unique(labels[keep])) < 2:

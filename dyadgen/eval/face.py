@@ -15,7 +15,7 @@ track itself has no detection behind it for ``reacquire`` detector runs in a row
 found at the same place each time (the person really moved, or the first box was wrong).
 
 When the detector finds nothing and no track exists yet, a ``prior`` box is used if given: evaluation
-crops follow the crop rule, so the face sits where the rule put it (dyadgen.data.crop) - that keeps drawn
+crops follow the crop rule, so the face sits where the rule put it (dyadgen.media.crop) - that keeps drawn
 synthetic faces, which no detector finds, measurable.
 
 Head pose is a perspective fit (PnP) of a generic 3-D 68-point face (``FACE_MODEL``, millimetres, in the
@@ -34,9 +34,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2  # OpenCV is a core dependency; imported here to keep `import dyadgen.eval` light
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from dyadgen.errors import UserError
+from dyadgen.media.crop import FACE_CENTRE, FACE_FRACTION
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
 
@@ -136,8 +139,6 @@ def landmarks(image: np.ndarray, box: Box) -> np.ndarray:
 def prior_box(size: tuple[int, int]) -> Box:
     """Where the crop rule puts the face in a crop of ``size`` = (H, W), as dlib frames faces (its boxes
     are tighter than OpenCV's: 0.65 of the rule's face height, measured on the synthetic faces)."""
-    from dyadgen.data.crop import FACE_CENTRE, FACE_FRACTION
-
     H, W = size
     side = 0.65 * FACE_FRACTION * H
     cx, cy = W / 2, FACE_CENTRE * H
@@ -182,15 +183,11 @@ def camera(size: tuple[int, int]) -> np.ndarray:
 def angles(rotation: np.ndarray) -> np.ndarray:
     """A rotation [3,3] of the face model into the camera -> (pitch, yaw, roll) degrees, with
     rotation = Rz(roll) Ry(yaw) Rx(pitch) in the camera's axes (x right, y down, z forward)."""
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_matrix(rotation).as_euler("xyz", degrees=True)  # extrinsic x, y, z = pitch, yaw, roll
 
 
 def rotation_of(pose: np.ndarray) -> np.ndarray:
     """(pitch, yaw, roll) degrees -> the rotation [3,3] that ``angles`` decomposes."""
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_euler("xyz", pose, degrees=True).as_matrix()
 
 
@@ -199,8 +196,6 @@ def solve_pose(lm: np.ndarray, size: tuple[int, int], guess: tuple[np.ndarray, n
     """landmarks [68,2] of a frame of ``size`` (H, W) -> ((pitch, yaw, roll) degrees, (rvec, tvec)) from
     a PnP fit of the rigid points of ``FACE_MODEL``. ``guess`` (the previous frame's rvec, tvec) starts the
     refinement; without one, or when the result's roll disagrees with the eye line, EPnP starts it."""
-    import cv2  # OpenCV is a core dependency; imported here to keep `import dyadgen.eval` light
-
     if not np.isfinite(lm).all():
         return np.full(3, np.nan), None
     K = camera(size)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import linalg
 
 
 def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,8 +24,6 @@ def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
     """The squared Frechet distance of N(mu1, s1) and N(mu2, s2). The matrix square root is scipy's;
     a tiny ridge is added when the product is singular (few samples), as the reference FID code does."""
-    from scipy import linalg
-
     diff = mu1 - mu2
     with warnings.catch_warnings():  # a singular product is handled below
         warnings.simplefilter("ignore")

@@ -16,20 +16,28 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dyadgen.config import InferConfig
 from dyadgen.data.emotions import EMOTION_IDS
+from dyadgen.data.socioemodialog import index_dataset, video_labels
+from dyadgen.data.splits import Splitter
 from dyadgen.errors import UserError
-from dyadgen.eval import measure
+from dyadgen.eval import emotion, face, measure
+from dyadgen.eval.dyadic import MotionBasis, fit_basis
 from dyadgen.eval.heldout import GroundTruth, HeldOutClip, clip_folder, held_out_clips, read_truth
+from dyadgen.eval.motion import mouth_opening
 from dyadgen.eval.settings import EvalConfig
+from dyadgen.eval.talking import score_against_truth, speech_envelope
+from dyadgen.inference.pipeline import DyadGenPipeline, resolve_checkpoint
 from dyadgen.io.files import write_text_atomic
+from dyadgen.io.video import VideoWriter
 
 SYSTEMS = ("model", "swapped", "static", "ground_truth")
 
 
 @dataclass
-class Run:
+class EvaluationRun:
     """What a finished evaluation produced (and what ``report`` reads)."""
 
     out: Path
@@ -40,7 +48,7 @@ class Run:
 
 
 def _settings(checkpoint: Path, cfg: EvalConfig, options: InferConfig) -> dict:
-    sampler = ("steps", "guidance", "guidance_interval", "guidance_rescale", "context_noise", "seed")
+    sampler = ("euler_steps", "guidance", "guidance_interval", "guidance_rescale", "context_noise", "seed")
     return {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
             "dtype": cfg.dtype, **{k: _plain(getattr(options, k)) for k in sampler}, "weights": asdict(cfg.weights)}
 
@@ -82,14 +90,10 @@ def measure_system(frames: np.ndarray, truth: GroundTruth, system: str, nets) ->
 
 
 def _truth_file(folder: Path, truth: GroundTruth) -> None:
-    from dyadgen.eval.talking import speech_envelope
-
     T = truth.frames.shape[1]
     extra = {"envelope": np.stack([speech_envelope(a, T) for a in truth.audio]), "speaking": truth.speaking,
              "emotion": truth.emotion, "reference_frames": np.array(truth.reference_frames)}
     if truth.synthetic is not None:
-        from dyadgen.eval.motion import mouth_opening
-
         extra.update({f"synthetic_{k}": v for k, v in truth.synthetic.items()})
         extra["synthetic_pixel_mouth"] = np.stack([mouth_opening(truth.frames[p].transpose(0, 3, 1, 2))
                                                    for p in range(2)])  # [P,T]
@@ -98,9 +102,6 @@ def _truth_file(folder: Path, truth: GroundTruth) -> None:
 
 def _synthetic_scores(frames: np.ndarray, truth: GroundTruth) -> dict[str, np.ndarray]:
     """The synthetic corpus's exact pixel measures (dyadgen.eval.talking) as a second check."""
-    from dyadgen.eval.motion import mouth_opening
-    from dyadgen.eval.talking import score_against_truth
-
     scores = score_against_truth(frames, truth.synthetic)
     out = {f"synthetic_{k}": np.array([s[k] for s in scores]) for k in ("mouth_corr", "nod_corr")}
     out["pixel_mouth"] = np.stack([mouth_opening(frames[p].transpose(0, 3, 1, 2)) for p in range(2)])  # [P,T]
@@ -108,22 +109,16 @@ def _synthetic_scores(frames: np.ndarray, truth: GroundTruth) -> dict[str, np.nd
 
 
 def generation_options(pipe, cfg: EvalConfig) -> InferConfig:
-    """The checkpoint's settings with the evaluation's steps, guidance (None: the checkpoint's) and seed."""
-    return pipe.options(steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+    """The checkpoint's settings with the evaluation's Euler steps, guidance (None: the checkpoint's) and seed."""
+    return pipe.options(euler_steps=cfg.euler_steps, guidance=cfg.guidance, seed=cfg.seed)
 
 
-def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = True) -> Run:
-    from tqdm.auto import tqdm
-
-    from dyadgen.data.socioemodialog import index_dataset
-    from dyadgen.data.splits import Splitter
-    from dyadgen.pipeline import DyadGenPipeline, resolve_checkpoint
-
+def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = True) -> EvaluationRun:
     path = resolve_checkpoint(checkpoint)
     pipe = DyadGenPipeline.from_pretrained(path, device=cfg.device, dtype=cfg.dtype)
     model_cfg = pipe.folder.config
     options = generation_options(pipe, cfg)
-    run = Run(Path(out))
+    run = EvaluationRun(Path(out))
     _check_out(run.out, _settings(path, cfg, options))
     index = index_dataset(data, script_json=model_cfg.data.script_json,
                           video_to_dialogue=model_cfg.data.video_to_dialogue)
@@ -168,16 +163,12 @@ def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, 
             extra = _synthetic_scores(frames, truth) if truth.synthetic is not None else {}
             measure.save(folder / f"{system}.npz", measure_system(frames, truth, system, nets), extra)
     if condition:
-        from dyadgen.eval.dyadic import MotionBasis
-
         _emotion_condition(pipe, truth, options, MotionBasis.load(out / "motion_basis.npz"),
                            folder / "emotion_condition.npz")
 
 
 def _side_by_side(path: Path, truth: GroundTruth, frames: np.ndarray) -> None:
     """ground truth | generated, both people (top: left person, bottom: right person), with both tracks."""
-    from dyadgen.io.video import VideoWriter
-
     P, T, H, W, _ = frames.shape
     rows = [np.concatenate([truth.frames[p], frames[p]], axis=2) for p in range(P)]  # [T,H,2W,3] each
     grid = np.concatenate(rows, axis=1)  # [T,2H,2W,3]
@@ -189,12 +180,6 @@ def _fit_basis(out: Path, videos, splitter, cfg: EvalConfig, size, failed, progr
     """The motion PCA from ground truth of training windows (the held-out split's when there are none), and
     from the same training windows the emotion probe's training set (emotion_train.npz; none without
     training windows: a probe is never trained on the windows it scores)."""
-    from tqdm.auto import tqdm
-
-    from dyadgen.eval import emotion, face
-    from dyadgen.eval.dyadic import fit_basis
-    from dyadgen.preprocess import video_labels
-
     path = out / "motion_basis.npz"
     if path.is_file():
         return
@@ -230,8 +215,6 @@ def _fit_basis(out: Path, videos, splitter, cfg: EvalConfig, size, failed, progr
 def _emotion_condition(pipe, truth: GroundTruth, options, basis, path: Path) -> None:
     """The window generated under each of the contrasting labels (both people), its face features
     [labels,P,26] (NaN where no face) saved to ``path``."""
-    from dyadgen.eval import emotion, face
-
     size = truth.frames.shape[2:4]
     features = np.full((len(emotion.CONTRAST), 2, 26), np.nan)
     for i, label in enumerate(emotion.CONTRAST):

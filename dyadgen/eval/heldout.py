@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from dyadgen.clock import FPS, SAMPLES_PER_FRAME, frames_for_samples
-from dyadgen.data.clips import crop_people, decode_frames, split_people
-from dyadgen.data.crop import Box, clip_box, crop_to_framing
 from dyadgen.data.layout import SIDES
-from dyadgen.data.socioemodialog import Clip, Video
+from dyadgen.data.socioemodialog import Clip, Video, read_clip, video_labels
 from dyadgen.errors import UserError
-from dyadgen.preprocess import video_labels
+from dyadgen.io.audio import load_audio, load_stereo
+from dyadgen.io.video import probe_video
+from dyadgen.media.clips import crop_people, decode_frames, read_span, split_people
+from dyadgen.media.crop import Box, clip_box, crop_to_framing
 
 REFERENCE_GAP = FPS  # frames between the scored window and its reference frame, at least
 
@@ -53,8 +54,6 @@ class GroundTruth:
 def video_frames(video: Video) -> int:
     """Frames on the timeline of a video (its raw file, else the end of its last clip)."""
     if video.raw_video is not None:
-        from dyadgen.io.video import probe_video
-
         return int(probe_video(video.raw_video).duration * FPS)
     ends = [c.end for c in video.clips if c.end is not None]
     return int(max(ends) * FPS) if ends else 0
@@ -90,8 +89,6 @@ def held_out_clips(videos: list[Video], splitter, split: str, seconds: float, ma
 
 
 def _speaking(video: Video, first: int, frames: int) -> np.ndarray:
-    from dyadgen.preprocess import video_labels
-
     return video_labels(video, frames, first)[0]
 
 
@@ -124,8 +121,6 @@ def _frame_at(video: Video, frame: int) -> np.ndarray:
         return decode_frames(video.raw_video, frame / FPS, 1)[0]
     for clip in video.clips:
         if clip.start is not None and clip.end is not None and clip.start * FPS <= frame < clip.end * FPS:
-            from dyadgen.data.clips import read_span
-
             t = frame / FPS
             return read_span(clip.path, t, t + 1.5 / FPS, origin=clip.start).frames[0]
     raise UserError(f"{video.name}: no clip covers frame {frame} for a reference")
@@ -134,8 +129,6 @@ def _frame_at(video: Video, frame: int) -> np.ndarray:
 def _tracks(video: Video, window: HeldOutClip, span_audio: np.ndarray | None) -> np.ndarray:
     """Each person's own track over the window float32 [P,N]: their `_mute` / channel wav, else the
     stereo track of the file the frames came from."""
-    from dyadgen.io.audio import load_audio, load_stereo
-
     n = window.frames * SAMPLES_PER_FRAME
     start = window.first * SAMPLES_PER_FRAME
     if len(video.channel_wavs) == 2:
@@ -154,8 +147,6 @@ def read_truth(window: HeldOutClip, size: tuple[int, int]) -> GroundTruth:
     if window.clip is None:
         frames = decode_frames(video.raw_video, window.first / FPS, window.frames)  # [T,H,W,3]
     else:
-        from dyadgen.preprocess import read_clip
-
         span = read_clip(video, window.clip)  # starts on the window's first frame (the same grid rule)
         frames, span_audio = span.frames[: window.frames], span.audio
     if len(frames) < window.frames:

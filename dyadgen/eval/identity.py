@@ -10,6 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import torch
+
+from dyadgen.eval.face import models_folder
+from dyadgen.eval.networks import run_on
+from dyadgen.eval.networks.arcface import align_112, landmarks5_from_68
 
 DLIB_SIM = ("identity: cosine similarity of dlib face descriptors of the frame and of the person's "
             "reference frame (one frame a second); higher is better")
@@ -19,9 +24,8 @@ EVERY = 25  # frames between identity measurements: one a second (the embedders 
 
 @lru_cache(maxsize=1)
 def _embedder():
-    import dlib
+    import dlib  # optional (the eval extra): imported on first use
 
-    from dyadgen.eval.face import models_folder
 
     return dlib, dlib.face_recognition_model_v1(str(models_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
 
@@ -56,11 +60,6 @@ def similarity_to_reference(frames: np.ndarray, landmarks: np.ndarray, reference
 def csim_to_reference(net, frames: np.ndarray, landmarks: np.ndarray, reference: np.ndarray,
                       reference_landmarks: np.ndarray, every: int = EVERY) -> np.ndarray:
     """float32 [T]: ArcFace cosine similarity to the reference on every ``every``-th frame (NaN elsewhere)."""
-    import torch
-
-    from dyadgen.eval.networks import run_on
-    from dyadgen.eval.networks.arcface import align_112, landmarks5_from_68
-
     out = np.full(len(frames), np.nan, np.float32)
     if not np.isfinite(reference_landmarks).all():
         return out

@@ -8,8 +8,11 @@ names, the same on each run of at least a second of speaking frames, weighted by
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
+from dyadgen.clock import SAMPLES_PER_FRAME
+from dyadgen.eval.networks.syncnet import lse as run_lse
 from dyadgen.eval.stats import pearson
 
 MOUTH_CORR = ("Pearson correlation of the mouth opening (face landmarks) with the person's own speech "
@@ -58,8 +61,6 @@ def face_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = 224) -> np
     """uint8 [T,H,W,3] -> uint8 [T,size,size,3]: syncnet_python's crop of a face track (with s half the
     face box's longer side: rows from s above the box centre to 1.8 s below, columns 1.4 s either side,
     grey 110 outside the image), on the landmarks' box, one box for the run so it does not jitter."""
-    import cv2
-
     lm = landmarks[np.isfinite(landmarks).all(axis=(1, 2))]
     if len(lm) == 0:
         lm = np.array([[[0, 0], [frames.shape[2], frames.shape[1]]]], np.float32)
@@ -77,8 +78,6 @@ def face_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = 224) -> np
 def lse_clip(net, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray) -> tuple[float | None, float | None]:
     """(LSE-D, LSE-C) of the whole clip, as syncnet_python scores one: frames uint8 [T,H,W,3], landmarks
     [T,68,2], the person's own track [T * 640]."""
-    from dyadgen.eval.networks.syncnet import lse as run_lse
-
     if len(frames) < 6:
         return None, None
     dist, conf, _ = run_lse(face_crops(frames, landmarks), audio, net)
@@ -88,9 +87,6 @@ def lse_clip(net, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray) 
 def lse_runs(net, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray, speaks: np.ndarray
              ) -> tuple[float | None, float | None]:
     """(LSE-D, LSE-C) over the speaking runs, weighted by their length; (None, None) without a run."""
-    from dyadgen.clock import SAMPLES_PER_FRAME
-    from dyadgen.eval.networks.syncnet import lse as run_lse
-
     d, c, w = [], [], []
     for a, b in speaking_runs(speaks):
         dist, conf, _ = run_lse(face_crops(frames[a:b], landmarks[a:b]),

@@ -4,13 +4,16 @@ features of the metric networks that are loaded."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dyadgen.eval import face, identity, quality, video_stats
-from dyadgen.eval.networks import run_on
+from dyadgen.eval.lipsync import lse_clip, lse_runs
+from dyadgen.eval.networks import inception, run_on
 
 # what a cached measurement holds; an output folder measured under another version is refused, not mixed
 VERSION = 4  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
@@ -41,10 +44,6 @@ LOADERS = {"syncnet": ("syncnet", "load_syncnet", "syncnet"), "inception": ("inc
 
 def load_networks(weights, device="cpu") -> Networks:
     """Build each network whose weight file is set (weights: MetricWeights), on ``device``."""
-    import importlib
-
-    from dyadgen.eval.networks import inception
-
     out = Networks()
     for name, (module, loader, key) in LOADERS.items():
         path = getattr(weights, key)
@@ -62,14 +61,10 @@ def load_networks(weights, device="cpu") -> Networks:
 
 
 def _images(frames: np.ndarray):
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255  # [T,3,H,W]
 
 
 def network_features(nets: Networks, frames: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
-    import torch
-
     out = {}
     with torch.inference_mode():
         if nets.inception is not None:
@@ -87,8 +82,6 @@ def measure_person(frames: np.ndarray, truth: np.ndarray | None, reference: np.n
                    speaks: np.ndarray, nets: Networks) -> dict[str, np.ndarray]:
     """One person: frames uint8 [T,H,W,3] (truth the same, None for the ground truth itself), their
     reference [H,W,3], own track [N] and speaking [T] -> named arrays."""
-    from dyadgen.eval.lipsync import lse_clip, lse_runs
-
     prior = face.prior_box(frames.shape[1:3])
     track = face.track(frames, prior=prior)
     ref_track = face.track(reference[None], prior=prior)

@@ -30,11 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+import transformers
 from torch import nn
+from tqdm.auto import tqdm
 
 from dyadgen.clock import SAMPLE_RATE
+from dyadgen.encoders import AUDIO_TOKENIZER_DIR, load_audio_tokenizer
+from dyadgen.encoders.whisper_mel import log_mel_spectrogram, mel_filters
 from dyadgen.errors import UserError
+from dyadgen.inference.pipeline import DyadGenPipeline, resolve_checkpoint
+from dyadgen.io.audio import resample
+from dyadgen.io.plots import pyplot
 
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the grid chosen on validation
 EPOCHS = 300
@@ -67,10 +75,6 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndar
 
 def clip_audio(utterance) -> np.ndarray:
     """An utterance's speech: float32 [N] at 16 kHz, only its span read from the file (first channel)."""
-    import soundfile as sf
-
-    from dyadgen.io.audio import resample
-
     try:
         rate = sf.info(str(utterance.audio)).samplerate
         a = int(round(utterance.start * rate))
@@ -84,8 +88,6 @@ def clip_audio(utterance) -> np.ndarray:
 
 
 def mel_features(wav: np.ndarray) -> np.ndarray:
-    from dyadgen.encoders.whisper_mel import log_mel_spectrogram, mel_filters
-
     mel = log_mel_spectrogram(torch.from_numpy(wav), mel_filters(80)).numpy()  # [80, frames]
     delta = np.diff(mel, axis=1) if mel.shape[1] > 1 else np.zeros_like(mel)
     return np.concatenate([mel.mean(1), mel.std(1), delta.mean(1), delta.std(1)])[None].astype(np.float32)  # [1,320]
@@ -103,9 +105,6 @@ def egemaps_features() -> Callable[[np.ndarray], np.ndarray]:
 
 def whispervq_features(checkpoint) -> Callable[[np.ndarray], np.ndarray]:
     """Code histogram and code-embedding statistics of the checkpoint's audio tokenizer."""
-    from dyadgen.encoders import AUDIO_TOKENIZER_DIR, load_audio_tokenizer
-    from dyadgen.pipeline import resolve_checkpoint
-
     tokenizer = load_audio_tokenizer(resolve_checkpoint(checkpoint) / AUDIO_TOKENIZER_DIR)
     if hasattr(tokenizer, "codebook"):  # the fitted tokenizer: k-means centres of normalised log-mel frames
         table = tokenizer.codebook.float()  # [K,d]
@@ -126,8 +125,6 @@ def whispervq_features(checkpoint) -> Callable[[np.ndarray], np.ndarray]:
 
 def backbone_features(checkpoint) -> Callable[[np.ndarray], np.ndarray]:
     """The backbone's conditions for the person who speaks the utterance (partner silent, still face)."""
-    from dyadgen.pipeline import DyadGenPipeline
-
     pipe = DyadGenPipeline.from_pretrained(checkpoint, device="cpu", dtype="fp32")
     model, C = pipe.model.eval(), pipe.model.cfg.chunk_frames
 
@@ -149,8 +146,6 @@ def backbone_features(checkpoint) -> Callable[[np.ndarray], np.ndarray]:
 
 def hf_features(folder: str) -> Callable[[np.ndarray], np.ndarray]:
     """Every layer's hidden states of a local transformers audio encoder, mean-pooled over time [L,D]."""
-    import transformers
-
     path = Path(folder)
     if not (path / "config.json").is_file():
         raise UserError(f"hf:{folder}: not a transformers model folder (no config.json)")
@@ -192,8 +187,6 @@ def cached_features(corpus, spec: str, cache: Path, checkpoint=None, progress: b
     """(the utterances that gave features, features [N,L,D]), read from ``cache`` when it holds them for
     exactly these utterances, else extracted and written (write then rename). An unreadable utterance is
     listed in corpus.skipped."""
-    from tqdm.auto import tqdm
-
     key = hashlib.sha1(json.dumps([spec, str(checkpoint or ""), [(u.id, str(u.audio), u.start, u.end)
                                                                    for u in corpus.utterances]]).encode()).hexdigest()
     path = cache / f"{corpus.name}_{spec.replace(':', '_').replace('/', '_')[-40:]}_{key[:12]}.npz"
@@ -342,10 +335,7 @@ def probe(corpus, utterances: list, features: np.ndarray, spec: str, seed: int =
 
 def plot_confusion(path, result: ProbeResult) -> None:
     """The test confusion matrix summed over folds, rows normalised (recall on the diagonal)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     counts = np.sum([np.array(f.confusion) for f in result.folds], axis=0)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)

@@ -23,6 +23,7 @@ def _float(frames: np.ndarray) -> torch.Tensor:
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[N,C,H,W] in [0, 1] each -> SSIM [N]: torchmetrics' Gaussian SSIM map, its border cropped (torchmetrics
     >= 1.5 averages the reflect-padded border in; scikit-image and the paper do not)."""
+    # optional (the eval extra): imported on first use
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     _, full = structural_similarity_index_measure(a, b, data_range=1.0, reduction="none",
@@ -33,6 +34,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def psnr_ssim(generated: np.ndarray, truth: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [T,H,W,3] each -> PSNR [T], SSIM [T] (float32)."""
+    # optional (the eval extra): imported on first use
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     psnr, out = [], []

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dyadgen.clock import FPS
+from dyadgen.eval.measure import load
+from dyadgen.eval.scoring import windows
 from dyadgen.eval.stats import Figure
+from dyadgen.io.plots import pyplot
 
 MOTION = [f"{m}_{g}/all" for m in ("fd", "p_fd", "mse", "rpcc", "variance", "diversity", "sid")
           for g in ("exp", "jaw", "pose")]
@@ -99,10 +103,7 @@ def write_markdown(path: Path, scores: dict, run) -> None:
 
 def plot_metrics(path: Path, figures: dict[str, dict[str, Figure]]) -> None:
     """One bar chart per headline metric with a value: each system with its interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = [k for k in HEADLINE if any(k in f and f[k].value is not None for f in figures.values())]
     cols = 4
@@ -130,13 +131,8 @@ def plot_metrics(path: Path, figures: dict[str, dict[str, Figure]]) -> None:
 def plot_timeline(path: Path, folder: Path) -> None:
     """Per person of one window: own audio energy, mouth opening and head pitch over time, ground truth
     beside the model."""
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dyadgen.clock import FPS
-    from dyadgen.eval.measure import load
 
     truth = load(folder / "truth.npz")[1]
     gt, (model, model_extra) = load(folder / "ground_truth.npz")[0], load(folder / "model.npz")
@@ -164,10 +160,7 @@ def plot_timeline(path: Path, folder: Path) -> None:
 
 def plot_drift(path: Path, drift: dict[str, dict]) -> None:
     """Identity similarity and PSNR per minute of window time, each system a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for system, curve in drift.items():
@@ -185,8 +178,6 @@ def plot_drift(path: Path, drift: dict[str, dict]) -> None:
 
 
 def write_report(out: Path, scores: dict, run) -> None:
-    from dyadgen.eval.scoring import windows
-
     write_json(out / "metrics.json", scores, run)
     write_markdown(out / "report.md", scores, run)
     if scores["figures"]:

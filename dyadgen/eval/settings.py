@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from dyadgen.config import merge_into
 from dyadgen.errors import UserError
 
 
@@ -25,7 +28,7 @@ class EvalConfig:
     split: str = "test"  # train, val, test or all, by the checkpoint's split rule
     seconds: float = 10.0  # length of each scored window
     max_clips: int = 0  # 0 = every window of the split
-    steps: int | None = None  # Euler steps (None: the checkpoint's)
+    euler_steps: int | None = None  # Euler steps (None: the checkpoint's)
     guidance: float | None = None  # guidance scale (None: the checkpoint's)
     seed: int = 0
     device: str = "auto"
@@ -38,10 +41,6 @@ class EvalConfig:
 
 def load_eval_config(path: str | None, overrides: dict) -> EvalConfig:
     """The defaults, then the YAML file, then the command line's values (None = not given)."""
-    import yaml
-
-    from dyadgen.config import merge_into
-
     cfg = EvalConfig()
     if path:
         if not Path(path).is_file():
@@ -50,8 +49,8 @@ def load_eval_config(path: str | None, overrides: dict) -> EvalConfig:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as err:
             raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        merge_into(cfg, data)
-    merge_into(cfg, {k: v for k, v in overrides.items() if v is not None})
+        merge_into(cfg, data, "eval")  # "eval." in messages; older key names load through the rename table
+    merge_into(cfg, {k: v for k, v in overrides.items() if v is not None}, "eval")
     if cfg.split not in ("train", "val", "test", "all"):
         raise UserError(f"--split {cfg.split}: choose train, val, test or all")
     if cfg.seconds <= 0:

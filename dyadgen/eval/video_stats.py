@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from dyadgen.clock import FPS
 from dyadgen.eval.face import FaceTrack, TrackBuilder
+from dyadgen.io.plots import pyplot
+from dyadgen.media.clips import split_people, stream_frames
 
 SEGMENT_EVERY = FPS  # frames between segmented frames (one a second)
 SEGMENT_SIDE = 128  # GrabCut runs on the frame scaled so that its longer side is this
@@ -55,8 +58,6 @@ class PersonStats:
 
 def person_mask(frame: np.ndarray, box) -> np.ndarray:
     """bool [H,W]: where the person is, by GrabCut seeded from the face box (x0, y0, x1, y1)."""
-    import cv2  # a core dependency
-
     H, W = frame.shape[:2]
     scale = SEGMENT_SIDE / max(H, W)
     small = cv2.resize(frame, (max(8, round(W * scale)), max(8, round(H * scale))), interpolation=cv2.INTER_AREA)
@@ -108,8 +109,6 @@ def _heat(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def person_stats(track: FaceTrack, size: tuple[int, int], sampled: list[tuple[int, np.ndarray]]) -> PersonStats:
     """The statistics of one person's frames of ``size`` (H, W) from their face track and the frames
     ``sampled`` for segmentation, as (frame index, uint8 [H,W,3]) pairs (one a second: SEGMENT_EVERY)."""
-    import cv2
-
     H, W = size
     T = len(track.found)
     boxes = track.boxes if track.boxes is not None else np.full((T, 4), np.nan)
@@ -166,8 +165,6 @@ def merge(parts: list[PersonStats]) -> PersonStats:
 def video_stats(path, seconds: float = 60.0, detect_every: int = 5) -> list[PersonStats]:
     """The statistics of both people of a side-by-side video (SocioEmoDialog's raw video, a turn clip, or what
     `dyadgen infer` writes), its first ``seconds`` (0 = all) streamed: memory does not grow with its length."""
-    from dyadgen.data.clips import split_people, stream_frames
-
     limit = int(seconds * FPS) if seconds > 0 else None
     builders, sampled, size, t = None, [[], []], None, 0
     for piece in stream_frames(path, 64):
@@ -192,10 +189,7 @@ def video_stats(path, seconds: float = 60.0, detect_every: int = 5) -> list[Pers
 
 def plot_heatmaps(path, named: dict[str, PersonStats]) -> None:
     """One row per person or side: face position, body position and head-pose heatmaps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(named), 3, figsize=(10, 3.2 * len(named)), squeeze=False)
     for row, (name, s) in zip(axes, named.items(), strict=True):

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from dyadgen.errors import UserError
 
@@ -20,8 +21,6 @@ def load_state_dict(path: str | os.PathLike, *, under: str = "") -> dict[str, to
         raise UserError(f"{path}: no such weights file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -6,7 +6,10 @@ import os
 from math import gcd
 from pathlib import Path
 
+import av
 import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
 
 from dyadgen.clock import SAMPLE_RATE
 from dyadgen.errors import UserError
@@ -16,7 +19,6 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling along the last axis (windowed-sinc low-pass; no torchaudio needed)."""
     if sr_in == sr_out:
         return x.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
 
     g = gcd(int(sr_in), int(sr_out))
     return resample_poly(x, sr_out // g, sr_in // g, axis=-1).astype(np.float32)
@@ -24,14 +26,11 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def _read_any(path: Path) -> tuple[np.ndarray, int]:
     """(samples [C,N] float32, sample rate) through soundfile, then PyAV for mp3/m4a/anything else."""
-    import soundfile as sf
-
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [N,C]
         return data.T.copy(), int(sr)  # [C,N]
     except (sf.LibsndfileError, RuntimeError, TypeError):
         pass
-    import av
 
     try:
         with av.open(str(path)) as box:
@@ -96,8 +95,6 @@ def load_stereo(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> n
 
 def write_wav(path: str | os.PathLike, x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write float audio [N] or [C,N] as 16-bit PCM wav, atomically (tmp file then rename)."""
-    import soundfile as sf
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     data = np.asarray(x, np.float32)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from dyadgen.clock import FPS, SAMPLE_RATE
@@ -26,8 +27,6 @@ class VideoInfo:
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read a video's stream parameters (never assumed: SocioEmoDialog's are unverified)."""
-    import av
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -62,8 +61,6 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: int = FPS,
                  audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, crf: int = 20,
                  keyframe_every: int | None = None):
-        import av
-
         if width % 2 or height % 2:
             raise ValueError(f"H.264 with yuv420p needs even sizes, got {width}x{height}")
         self.path = Path(path)
@@ -87,8 +84,6 @@ class VideoWriter:
         self.frames_written = 0
 
     def write(self, frames: np.ndarray) -> None:
-        import av
-
         frames = np.asarray(frames, np.uint8)
         for frame in frames if frames.ndim == 4 else frames[None]:  # [T,H,W,3]
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -97,8 +92,6 @@ class VideoWriter:
             self.frames_written += 1
 
     def _write_audio(self) -> None:
-        import av
-
         audio, sr = self._pending_audio, self._sample_rate
         # cut the audio to the video's length so players see equal durations
         n = min(audio.shape[1], round(self.frames_written / self.fps * sr))
@@ -146,8 +139,6 @@ def stream_copy_cut(src: str | os.PathLike, dst: str | os.PathLike, start: float
     video starts on the keyframe at or before ``start``; timestamps are shifted so that ``start`` is
     0, and the pre-roll frames get negative timestamps, which the mp4 edit list hides from decoders
     that apply it (PyAV/FFmpeg) but not from those that ignore it (decord). Written then renamed."""
-    import av
-
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.stem}.tmp{dst.suffix}")
     try:

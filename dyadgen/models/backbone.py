@@ -27,18 +27,18 @@ from __future__ import annotations
 import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
+from transformers import DynamicCache, Qwen2Config, Qwen2Model
 
 from dyadgen.compat import drop_cached_span
 from dyadgen.config import BackboneConfig, ModelConfig
-from dyadgen.models.layers import Attention, ScalarEmbedder, patchify
+from dyadgen.errors import UserError
+from dyadgen.models.resampler import MotionResampler
 
 SELF, OTHER = 0, 1
 MOTION, AUDIO, QUERY = 0, 1, 2
 
 
 def qwen2_config(cfg: BackboneConfig):
-    from transformers import Qwen2Config
-
     return Qwen2Config(
         hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
         num_attention_heads=cfg.num_attention_heads, num_key_value_heads=cfg.num_key_value_heads,
@@ -50,11 +50,7 @@ def qwen2_config(cfg: BackboneConfig):
 
 def build_language_model(cfg: BackboneConfig, *, pretrained: bool) -> nn.Module:
     """Qwen2Model from ``cfg`` (random init), or from ``cfg.name_or_path`` when ``pretrained``."""
-    from transformers import Qwen2Model
-
     if pretrained and cfg.name_or_path:
-        from dyadgen.errors import UserError
-
         try:
             # fp32 master weights whatever dtype the folder was saved in (transformers 5 keeps the stored
             # dtype by default; bf16 weights would round small AdamW updates away); autocast runs bf16
@@ -66,50 +62,6 @@ def build_language_model(cfg: BackboneConfig, *, pretrained: bool) -> nn.Module:
                 f"on a connected machine (`huggingface-cli download {cfg.name_or_path}`) and set "
                 "backbone.name_or_path to the local folder holding config.json and model*.safetensors") from None
     return Qwen2Model(qwen2_config(cfg))
-
-
-class MotionResampler(nn.Module):
-    """One chunk of latents [N,C,c,h,w] (+ its noise level) -> M motion tokens [N,M,D].
-
-    With ``checkpointed`` (training with activation checkpointing) the N chunks go through in groups
-    of ``group``, each recomputed in backward: the activations of C (h/2)(w/2) patches per chunk are
-    held for one group at a time, never for all B P S chunks of a batch."""
-
-    group = 32
-    checkpointed = False
-
-    def __init__(self, latent_shape: tuple[int, int, int], chunk: int, tokens: int, width: int, out_dim: int,
-                 heads: int = 4, patch: int = 2):
-        super().__init__()
-        c, h, w = latent_shape
-        self.patch = patch
-        n = chunk * (h // patch) * (w // patch)
-        self.patch_in = nn.Linear(c * patch * patch, width)
-        self.pos = nn.Parameter(torch.randn(n, width) * 0.02)
-        self.noise_embed = ScalarEmbedder(width)
-        self.queries = nn.Parameter(torch.randn(tokens, width) * 0.02)
-        self.attn = Attention(width, heads)
-        self.norm = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
-        self.out = nn.Linear(width, out_dim)
-
-    def forward(self, chunks: Tensor, noise_level: Tensor) -> Tensor:
-        if self.checkpointed and self.training and torch.is_grad_enabled():
-            from torch.utils.checkpoint import checkpoint
-
-            parts = zip(chunks.split(self.group), noise_level.split(self.group), strict=True)
-            return torch.cat([checkpoint(self._tokens, c, n, use_reentrant=False) for c, n in parts])
-        return self._tokens(chunks, noise_level)
-
-    def _tokens(self, chunks: Tensor, noise_level: Tensor) -> Tensor:
-        N = chunks.shape[0]
-        x = self.patch_in(patchify(rearrange(chunks, "n t c h w -> (n t) c h w"), self.patch))  # [(N C),n,E]
-        x = rearrange(x, "(n t) k d -> n (t k) d", n=N) + self.pos  # [N,C n,E], E the resampler's width
-        x = x + self.noise_embed(noise_level)[:, None]
-        q = repeat(self.queries, "m d -> n m d", n=N)  # [N,M,E]
-        q = q + self.attn(q, context=x)
-        q = q + self.mlp(self.norm(q))
-        return self.out(q)  # [N,M,D]
 
 
 class DyadBackbone(nn.Module):
@@ -128,8 +80,9 @@ class DyadBackbone(nn.Module):
         self.stream_embed = nn.Embedding(2, D)
         self.kind_embed = nn.Embedding(3, D)
         self.queries = nn.Parameter(torch.randn(M, D) * 0.02)
-        self.resampler = MotionResampler(latent_shape, C, M, resampler_width, D)
-        self.resampler.checkpointed = cfg.gradient_checkpointing
+        # kept under the backbone (its weights' names), used through DyadGen.resampler
+        self.resampler = MotionResampler(latent_shape, C, M, resampler_width, D,
+                                         checkpointed=cfg.gradient_checkpointing)
         for emb in (self.audio_embed, self.emotion_embed, self.stream_embed, self.kind_embed):
             nn.init.normal_(emb.weight, std=0.02)
 
@@ -161,19 +114,19 @@ class DyadBackbone(nn.Module):
         """long [N,Lt] -> [N,Lt,D] through the language model's own token embeddings."""
         return self.lm.get_input_embeddings()(text_ids)
 
-    def positions(self, text_len: int, steps: Tensor, gap: Tensor | int = 0, offset: Tensor | int = 0) -> Tensor:
-        """Position ids of the step tokens, long [N or 1, len(steps) L]; text tokens are at 0..Lt-1, every
+    def positions(self, text_len: int, step_ids: Tensor, gap: Tensor | int = 0, offset: Tensor | int = 0) -> Tensor:
+        """Position ids of the step tokens, long [N or 1, len(step_ids) L]; text tokens are at 0..Lt-1, every
         step lies ``offset`` [N] steps further on and every step after step 0 another ``gap`` [N]."""
         L = self.step_len
-        gap = torch.as_tensor(gap, device=steps.device).view(-1, 1, 1)  # [N,1,1]
-        offset = torch.as_tensor(offset, device=steps.device).view(-1, 1, 1)  # [N,1,1]
-        step = offset + steps.view(1, -1, 1) + gap * (steps.view(1, -1, 1) > 0)  # [N,S,1]
-        pos = text_len + step * L + torch.arange(L, device=steps.device)  # [N,S,L]
+        gap = torch.as_tensor(gap, device=step_ids.device).view(-1, 1, 1)  # [N,1,1]
+        offset = torch.as_tensor(offset, device=step_ids.device).view(-1, 1, 1)  # [N,1,1]
+        step = offset + step_ids.view(1, -1, 1) + gap * (step_ids.view(1, -1, 1) > 0)  # [N,S,1]
+        pos = text_len + step * L + torch.arange(L, device=step_ids.device)  # [N,S,L]
         return pos.flatten(1)
 
     def window_mask(self, text_len: int, num_steps: int, device: torch.device) -> Tensor:
         """bool [Q,K] for the teacher-forced sequence: causal, text and step 0 pinned, W whole steps."""
-        L, W = self.step_len, self.model_cfg.window_steps
+        L, W = self.step_len, self.model_cfg.history_steps
         step = torch.cat([torch.full((text_len,), -1, device=device),
                           torch.arange(num_steps, device=device).repeat_interleave(L)])  # [Q]
         idx = torch.arange(step.numel(), device=device)
@@ -184,11 +137,11 @@ class DyadBackbone(nn.Module):
 
     # ---- teacher forcing ------------------------------------------------------------------------
 
-    def forward(self, text: Tensor, steps: Tensor, gap: Tensor | int = 0, offset: Tensor | int = 0) -> Tensor:
-        """All steps in one pass. text [N,Lt,D], steps [N,S,L,D] -> conditions [N,S,M,D]."""
-        N, S, L, _ = steps.shape
+    def forward(self, text: Tensor, step_tokens: Tensor, gap: Tensor | int = 0, offset: Tensor | int = 0) -> Tensor:
+        """All steps in one pass. text [N,Lt,D], step_tokens [N,S,L,D] -> conditions [N,S,M,D]."""
+        N, S, L, _ = step_tokens.shape
         Lt, M = text.shape[1], self.model_cfg.motion_tokens
-        x = torch.cat([text, steps.flatten(1, 2)], dim=1)  # [N,Lt+S L,D]
+        x = torch.cat([text, step_tokens.flatten(1, 2)], dim=1)  # [N,Lt+S L,D]
         text_pos = torch.arange(Lt, device=x.device).expand(N, Lt)
         step_pos = self.positions(Lt, torch.arange(S, device=x.device), gap, offset).expand(N, -1)
         pos = torch.cat([text_pos, step_pos], dim=1)  # [N,Lt+S L]
@@ -203,8 +156,6 @@ class StepCache:
     prefix (text + step 0) and the last W-1 steps; one step of L tokens is appended per call."""
 
     def __init__(self, backbone: DyadBackbone, text: Tensor):
-        from transformers import DynamicCache
-
         self.backbone = backbone
         self.cache = DynamicCache()
         self.text = text  # [N,Lt,D], consumed together with step 0
@@ -248,7 +199,7 @@ class StepCache:
 
     def _evict(self) -> None:
         """Keep the pinned prefix and the last W-1 steps, so the next step sees W whole steps."""
-        W, L = self.backbone.model_cfg.window_steps, self.backbone.step_len
+        W, L = self.backbone.model_cfg.history_steps, self.backbone.step_len
         first_needed = max(1, self.step + 1 - W)
         prefix = self.text_len + L
         while self.oldest < first_needed:

@@ -16,6 +16,8 @@ conditions carry the longer history, at chunk rather than frame resolution).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
@@ -26,6 +28,24 @@ from dyadgen.models import flow
 from dyadgen.models.layers import Attention, ScalarEmbedder, patchify, rope_tables, unpatchify
 
 COND, REF, PREV, CHUNK = range(4)  # token types
+
+
+@dataclass
+class ChunkCondition:
+    """Everything the decoder denoises N chunks from (one per person and chunk step)."""
+
+    tokens: Tensor  # [N,M,Dc] the backbone's conditions
+    ref: Tensor  # [N,c,h,w] the person's reference latent
+    prev: Tensor  # [N,c,h,w] the last frame of the previous chunk (the context)
+    audio: Tensor  # long [N,C,A] own audio tokens around each chunk frame, then the partner's before it
+    noise_level: Tensor  # [N] noise put on ``prev`` (training: exposure-bias augmentation; generation: 0)
+
+    def with_branch(self, other: ChunkCondition) -> ChunkCondition:
+        """This condition and ``other`` as one batch of 2N (for one batched guidance call)."""
+        return ChunkCondition(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields(), strict=True)))
+
+    def fields(self) -> tuple[Tensor, ...]:
+        return self.tokens, self.ref, self.prev, self.audio, self.noise_level
 
 
 class DiTBlock(nn.Module):
@@ -47,7 +67,8 @@ class DiTBlock(nn.Module):
 
 
 class FlowDecoder(nn.Module):
-    """``forward(target, cond, ...) -> loss`` and ``sample(cond, ...) -> latents``."""
+    """The loss head: ``forward(target, cond) -> loss`` in training, ``sample(noise, cond, uncond) -> latents``
+    in generation; ``cond`` and ``uncond`` are :class:`ChunkCondition`."""
 
     def __init__(self, cfg: DecoderConfig, *, cond_dim: int, latent_shape: tuple[int, int, int],
                  chunk_frames: int, audio_vocab: int, time_mean: float = 0.0, time_std: float = 1.0,
@@ -102,28 +123,23 @@ class FlowDecoder(nn.Module):
             f[:, 0] = t
         return torch.cat([ref, prev, *frames])  # [(2+C) n, 3]
 
-    def velocity(self, x_t: Tensor, t: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor,
-                 noise_level: Tensor) -> Tensor:
-        """Predicted velocity [N,C,c,h,w] of the noisy chunk x_t [N,C,c,h,w] at time t [N].
-
-        cond [N,M,Dc] backbone conditions; ref, prev [N,c,h,w]; audio long [N,C,A] own audio tokens
-        around each chunk frame and the partner's before it; noise_level [N] of the (noise-augmented) context frame.
-        """
+    def velocity(self, x_t: Tensor, t: Tensor, cond: ChunkCondition) -> Tensor:
+        """Predicted velocity [N,C,c,h,w] of the noisy chunk x_t [N,C,c,h,w] at time t [N]."""
         N, C, c, h, w = x_t.shape
         p = self.cfg.patch_size
-        M = cond.shape[1]
+        M = cond.tokens.shape[1]
         chunk = self.patch_in(patchify(rearrange(x_t, "n t c h w -> (n t) c h w"), p))  # [(N C),n,D]
         chunk = rearrange(chunk, "(n t) k d -> n t k d", n=N)  # [N,C,n,D]
-        frame_audio = self.audio_in(rearrange(self.audio_embed(audio), "n t a e -> n t (a e)"))  # [N,C,D]
+        frame_audio = self.audio_in(rearrange(self.audio_embed(cond.audio), "n t a e -> n t (a e)"))  # [N,C,D]
         chunk = chunk + frame_audio[:, :, None] + self.type_embed.weight[CHUNK]
         tokens = torch.cat([
-            self.cond_in(cond) + self.type_embed.weight[COND],  # [N,M,D]
-            self.patch_in(patchify(ref, p)) + self.type_embed.weight[REF],  # [N,n,D]
-            self.patch_in(patchify(prev, p)) + self.type_embed.weight[PREV],  # [N,n,D]
+            self.cond_in(cond.tokens) + self.type_embed.weight[COND],  # [N,M,D]
+            self.patch_in(patchify(cond.ref, p)) + self.type_embed.weight[REF],  # [N,n,D]
+            self.patch_in(patchify(cond.prev, p)) + self.type_embed.weight[PREV],  # [N,n,D]
             rearrange(chunk, "n t k d -> n (t k) d"),  # [N,C n,D]
         ], dim=1)  # [N,L,D]
         rope = self.rope(M, tokens.device)
-        c_vec = self.time_embed(t) + self.noise_embed(noise_level)  # [N,D]
+        c_vec = self.time_embed(t) + self.noise_embed(cond.noise_level)  # [N,D]
         for block in self.blocks:
             if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 tokens = checkpoint(block, tokens, c_vec, rope, use_reentrant=False)
@@ -143,49 +159,47 @@ class FlowDecoder(nn.Module):
             self._rope[key] = rope_tables(positions, self.rope_dims)
         return self._rope[key]
 
-    def forward(self, target: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor,
-                noise_level: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(self, target: Tensor, cond: ChunkCondition, generator: torch.Generator | None = None) -> Tensor:
         """Per-frame rectified-flow loss [N,C] (velocity target eps - x0) for clean chunks target [N,C,c,h,w]."""
         N = target.shape[0]
         t = flow.sample_time(N, mean=self.time_mean, std=self.time_std, mu=self.mu, generator=generator,
                              device=target.device)  # [N]
         noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
         x_t = flow.interpolate(target, noise, t.to(target.dtype))  # [N,C,c,h,w]
-        v = self.velocity(x_t, t, cond, ref, prev, audio, noise_level)
+        v = self.velocity(x_t, t, cond)
         return (v - flow.velocity_target(target, noise)).pow(2).mean(dim=(2, 3, 4))  # [N,C]
 
     @torch.no_grad()
-    def sample(self, noise: Tensor, cond: Tensor, ref: Tensor, prev: Tensor, audio: Tensor, *,
-               steps: int = 4, guidance: float = 1.0, uncond: Tensor | None = None,
-               uncond_audio: Tensor | None = None, noise_level: Tensor | None = None,
-               guidance_interval: tuple[float, float] = (0.0, 1.0), guidance_rescale: float = 0.0) -> Tensor:
-        """Euler steps from noise [N,C,c,h,w] to latents. With ``uncond`` (conditions of the
-        unconditional branch) the velocity is guided, v_u + guidance * (v_c - v_u), both branches in one
+    def sample(self, noise: Tensor, cond: ChunkCondition, uncond: ChunkCondition | None = None, *,
+               euler_steps: int = 4, guidance: float = 1.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
+               guidance_rescale: float = 0.0, guidance_mode: str = "batched") -> Tensor:
+        """Euler steps from noise [N,C,c,h,w] to latents. With ``uncond`` (the unconditional branch's
+        condition) the velocity is guided, v_u + guidance * (v_c - v_u), both branches in one
         batched call, on the steps whose time t (1 = noise, 0 = data) lies in ``guidance_interval``; the
         other steps take the conditional velocity alone, in one pass (Kynkaanniemi et al. 2024, "Applying
         guidance in a limited interval"). ``guidance_rescale`` phi blends the guided velocity with itself
         scaled to the conditional one's standard deviation per sample (Lin et al. 2024, section 3.4),
-        which keeps guidance from pushing colours and contrast. noise_level [N]: that of the context frame
-        ``prev`` (default 0, clean)."""
-        N = noise.shape[0]
-        level = noise.new_zeros(N) if noise_level is None else noise_level.to(noise.dtype)
-        grid = flow.time_grid(steps, self.mu, device=noise.device)
+        which keeps guidance from pushing colours and contrast. ``guidance_mode`` "separate" runs the two
+        branches as two calls (the same velocities; for measuring what batching them saves)."""
+        if guidance_mode not in ("batched", "separate"):
+            raise ValueError(f"guidance_mode {guidance_mode!r}: choose batched or separate")
+        grid = flow.time_grid(euler_steps, self.mu, device=noise.device)
 
         def conditional(x: Tensor, t: Tensor) -> Tensor:
-            return self.velocity(x, t, cond, ref, prev, audio, level)
+            return self.velocity(x, t, cond)
 
         if uncond is None or guidance == 1.0:
             return flow.euler_solve(conditional, noise, grid)
-        both_cond = torch.cat([cond, uncond])
-        both_audio = torch.cat([audio, uncond_audio if uncond_audio is not None else audio])
-        refs2, prevs2, level2 = torch.cat([ref, ref]), torch.cat([prev, prev]), torch.cat([level, level])
+        both = cond.with_branch(uncond)
         low, high = guidance_interval
 
         def guided(x: Tensor, t: Tensor) -> Tensor:
             if not low <= float(t[0]) <= high:
                 return conditional(x, t)
-            v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both_cond, refs2, prevs2, both_audio, level2)
-            v_c, v_u = v.chunk(2)
+            if guidance_mode == "separate":
+                v_c, v_u = self.velocity(x, t, cond), self.velocity(x, t, uncond)
+            else:
+                v_c, v_u = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
             out = v_u + guidance * (v_c - v_u)
             if guidance_rescale > 0:
                 dims = tuple(range(1, out.dim()))

@@ -31,11 +31,13 @@ import torch.nn.functional as F
 from einops import repeat
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
+from torch.profiler import record_function
 
-from dyadgen.config import BackboneConfig, DecoderConfig, DyadGenConfig, ModelConfig, audio_margin
+from dyadgen.config import BackboneConfig, DecoderConfig, DyadGenConfig, ModelConfig, audio_margin, merge_into
 from dyadgen.models.backbone import DyadBackbone, StepCache
-from dyadgen.models.decoder import FlowDecoder
-from dyadgen.models.text import BYTE_PAD, byte_ids
+from dyadgen.models.decoder import ChunkCondition, FlowDecoder
+from dyadgen.models.resampler import MotionResampler
+from dyadgen.models.text import BYTE_PAD, QwenText, byte_ids
 
 
 @dataclass
@@ -60,8 +62,14 @@ class DyadBatch:
                    extra={k: v for k, v in data.items() if k not in names})
 
 
-def _as(cls, value):
-    return value if isinstance(value, cls) else cls(**value)
+def _as(cls, value, section: str):
+    """A config section as given, or built from its saved dict (older key names load through the rename
+    table, as the root config's do)."""
+    if isinstance(value, cls):
+        return value
+    section_cfg = cls()
+    merge_into(section_cfg, value, section)
+    return section_cfg
 
 
 class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["talking-head", "dyadic"]):
@@ -69,9 +77,9 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                  num_audio_codes: int, latent_channels: int, latent_height: int, latent_width: int,
                  pretrained_backbone: bool = False):
         super().__init__()
-        self.backbone_cfg = _as(BackboneConfig, backbone)
-        self.decoder_cfg = _as(DecoderConfig, decoder)
-        self.cfg = _as(ModelConfig, model)
+        self.backbone_cfg = _as(BackboneConfig, backbone, "backbone")
+        self.decoder_cfg = _as(DecoderConfig, decoder, "decoder")
+        self.cfg = _as(ModelConfig, model, "model")
         self.num_audio_codes = num_audio_codes
         self.pad_id, self.null_id = num_audio_codes, num_audio_codes + 1
         self.latent_shape = (latent_channels, latent_height, latent_width)
@@ -113,8 +121,6 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         return self._text_tokenizer
 
     def use_text_tokenizer(self, name_or_path) -> None:
-        from dyadgen.models.text import QwenText
-
         self._text_tokenizer = QwenText(str(name_or_path))
 
     @property
@@ -209,32 +215,37 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         noise = torch.randn(prev.shape, generator=generator, device=dev, dtype=prev.dtype)
         prev = prev + level.view(B, P, S, 1, 1, 1, 1).to(prev.dtype) * noise  # exposure-bias augmentation
 
-        motion = self.backbone.resampler(prev.flatten(0, 2), level.flatten()).unflatten(0, (B, P, S))  # [B,P,S,M,D]
-        steps = self.backbone.step_tokens(motion, self.audio_windows(tokens, after), emotion)  # [(B P),S,L,D]
+        motion = self.resampler(prev.flatten(0, 2), level.flatten()).unflatten(0, (B, P, S))  # [B,P,S,M,D]
+        step_tokens = self.backbone.step_tokens(motion, self.audio_windows(tokens, after), emotion)  # [(B P),S,L,D]
         text = self.backbone.text_tokens(self.text_ids(texts, dev))  # [B,Lt,D]
         text = repeat(text, "b l d -> (b p) l d", p=P)
         gap, offset = 0, 0
         if self.training:  # one clock per dialogue: both people share the draws
             gap = self.history_gap(B, generator, dev).repeat_interleave(P)  # [(B P)]
             offset = self.prompt_offset(B, generator, dev).repeat_interleave(P)  # [(B P)]
-        cond = self.backbone(text, steps, gap, offset).unflatten(0, (B, P))  # [B,P,S,M,D]
+        cond = self.backbone(text, step_tokens, gap, offset).unflatten(0, (B, P))  # [B,P,S,M,D]
 
         # the decoder on all steps, or a random subset of them to save memory
         pick = torch.arange(S, device=dev)
         if self.training and 0 < cfg.decoder_steps_per_sample < S:
             pick = torch.randperm(S, generator=generator, device=dev)[: cfg.decoder_steps_per_sample].sort().values
         frame_audio = self.frame_audio(tokens, before, after).unflatten(2, (S, C))  # [B,P,S,C,A]
-        frame_loss = self.decoder(
-            chunks[:, :, pick].flatten(0, 2),  # [N,C,c,h,w], N = B P S'
-            cond[:, :, pick].flatten(0, 2),  # [N,M,D]
-            repeat(refs, "b p c h w -> (b p s) c h w", s=len(pick)),
-            prev[:, :, pick, -1].flatten(0, 2),  # the last context frame [N,c,h,w]
-            frame_audio[:, :, pick].flatten(0, 2),  # [N,C,A]
-            level[:, :, pick].flatten(),
-            generator=generator,
-        ).unflatten(0, (B, P, len(pick)))  # [B,P,S',C]
+        chunk_cond = ChunkCondition(
+            tokens=cond[:, :, pick].flatten(0, 2),  # [N,M,D], N = B P S'
+            ref=repeat(refs, "b p c h w -> (b p s) c h w", s=len(pick)),  # [N,c,h,w]
+            prev=prev[:, :, pick, -1].flatten(0, 2),  # the last context frame [N,c,h,w]
+            audio=frame_audio[:, :, pick].flatten(0, 2),  # [N,C,A]
+            noise_level=level[:, :, pick].flatten(),  # [N]
+        )
+        frame_loss = self.decoder(chunks[:, :, pick].flatten(0, 2), chunk_cond,  # targets [N,C,c,h,w]
+                                  generator=generator).unflatten(0, (B, P, len(pick)))  # [B,P,S',C]
         valid = batch.mask.unflatten(1, (S, C))[:, None, pick].expand(-1, P, -1, -1).float()  # [B,P,S',C]
         return self._loss_terms(frame_loss, valid, batch.speaking, pick)
+
+    @property
+    def resampler(self) -> MotionResampler:
+        """The motion resampler (previous chunk -> motion tokens); its weights sit under ``backbone.``."""
+        return self.backbone.resampler
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -280,18 +291,20 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
 
     @torch.no_grad()
     def generate_stream(self, tokens: Tensor, refs: Tensor, *, emotion: Tensor | None = None,
-                        text: str | None = None, steps: int = 4, guidance: float = 1.0, seed: int = 0,
+                        text: str | None = None, euler_steps: int = 4, guidance: float = 1.0, seed: int = 0,
                         context_noise: float = 0.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
-                        guidance_rescale: float = 0.0,
+                        guidance_rescale: float = 0.0, guidance_mode: str = "batched",
                         callback: Callable[[int, int, Tensor], None] | None = None) -> Iterator[Tensor]:
         """Generate one chunk step at a time: yields latents [P,C,c,h,w] (the last chunk cut to T).
 
         tokens long [P,T] (each person's own audio codes), refs [P,c,h,w], emotion long [P,T] or [P]
         (per frame or one label per person), text: one prompt for the dialogue. With guidance != 1 the
         unconditional branch (both audio tracks null) runs as two more batch elements with their own
-        KV cache, fed the same generated motion; guidance_interval and guidance_rescale: see
-        :meth:`FlowDecoder.sample`. context_noise: the noise level put on the previous
-        chunk before it conditions the next (training draws 0..model.context_noise_max; 0 = clean).
+        KV cache, fed the same generated motion; guidance_interval, guidance_rescale and guidance_mode: see
+        :meth:`FlowDecoder.sample`. context_noise: the noise level put on the previous chunk before it
+        conditions the next (training draws 0..model.context_noise_max; 0 = clean). The backbone's and the
+        decoder's work run under the profiler labels ``dyadgen.backbone`` and ``dyadgen.decoder`` (what
+        ``dyadgen bench`` splits time by).
         callback(step, num_steps, chunk) after each step."""
         dev = tokens.device
         P, T = tokens.shape
@@ -302,7 +315,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             emotion = emotion[:, None].expand(P, S * C)
         elif emotion is not None:
             emotion = F.pad(emotion, (0, S * C - T), value=-1)
-        if S > self.cfg.max_position_offset_steps + self.cfg.window_steps:
+        if S > self.cfg.max_position_offset_steps + self.cfg.history_steps:
             warnings.warn(f"generating {S} chunk steps: past step {self.cfg.max_position_offset_steps} the "
                           "backbone meets distances to the dialogue's start that training never drew "
                           "(model.max_position_offset_steps)", stacklevel=2)
@@ -323,15 +336,18 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         level = torch.full((P,), float(context_noise), device=dev, dtype=refs.dtype)  # [P]
         for s in range(S):
             context = prev_chunk + context_noise * draw() if context_noise > 0 else prev_chunk  # [P,C,c,h,w]
-            motion = self.backbone.resampler(context, level)  # [P,M,D]
-            motion = repeat(motion, "p m d -> g p 1 m d", g=G)  # the same generated motion for every branch
-            step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(G P),1,L,D]
-            cond = state(step[:, 0]).unflatten(0, (G, P))  # [G,P,M,D]
-            chunk = self.decoder.sample(
-                draw(), cond[0], refs, context[:, -1], frame_audio[0, :, s], steps=steps, guidance=guidance,
-                uncond=cond[1] if guided else None, uncond_audio=frame_audio[1, :, s] if guided else None,
-                noise_level=level, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale,
-            )  # [P,C,c,h,w]
+            with record_function("dyadgen.backbone"):
+                motion = self.resampler(context, level)  # [P,M,D]
+                motion = repeat(motion, "p m d -> g p 1 m d", g=G)  # the same generated motion for every branch
+                step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(G P),1,L,D]
+                cond = state(step[:, 0]).unflatten(0, (G, P))  # [G,P,M,D]
+            branch = [ChunkCondition(cond[g], refs, context[:, -1], frame_audio[g, :, s], level) for g in range(G)]
+            with record_function("dyadgen.decoder"):
+                chunk = self.decoder.sample(
+                    draw(), branch[0], branch[1] if guided else None, euler_steps=euler_steps, guidance=guidance,
+                    guidance_interval=guidance_interval, guidance_rescale=guidance_rescale,
+                    guidance_mode=guidance_mode,
+                )  # [P,C,c,h,w]
             prev_chunk = chunk
             out = chunk[:, : T - s * C] if s == S - 1 else chunk
             if callback is not None:
@@ -353,12 +369,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         C = self.cfg.chunk_frames
         S = T // C
         prev = self.previous_chunks(refs, latents.unflatten(1, (S, C)))  # [P,S,C,c,h,w]
-        motion = self.backbone.resampler(prev.flatten(0, 1), torch.zeros(P * S, device=tokens.device))
+        motion = self.resampler(prev.flatten(0, 1), torch.zeros(P * S, device=tokens.device))
         motion = motion.unflatten(0, (1, P, S))  # [1,P,S,M,D]
         emotion = self.emotion_steps(None, (1, P, S), tokens.device)
-        steps = self.backbone.step_tokens(motion, self.audio_windows(tokens[None]), emotion)  # [P,S,L,D]
+        step_tokens = self.backbone.step_tokens(motion, self.audio_windows(tokens[None]), emotion)  # [P,S,L,D]
         text = self.backbone.text_tokens(self.text_ids([None] * P, tokens.device))
-        return self.backbone(text, steps)
+        return self.backbone(text, step_tokens)
 
     @torch.no_grad()
     def stepwise_conditions(self, tokens: Tensor, latents: Tensor, refs: Tensor) -> tuple[Tensor, StepCache]:
@@ -373,7 +389,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         prev = self.reference_chunk(refs)  # [P,C,c,h,w]
         out = []
         for s in range(S):
-            motion = self.backbone.resampler(prev, torch.zeros(P, device=tokens.device))[None, :, None]
+            motion = self.resampler(prev, torch.zeros(P, device=tokens.device))[None, :, None]
             step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emotion[:, :, s: s + 1])
             out.append(state(step[:, 0]))
             prev = latents[:, s * C: (s + 1) * C]

@@ -43,9 +43,9 @@ def sample_time(n: int, *, mean: float = 0.0, std: float = 1.0, mu: float | None
     return shift_time(t, mu) if mu is not None else t
 
 
-def time_grid(steps: int, mu: float | None = None, device: torch.device | str = "cpu") -> Tensor:
-    """steps+1 times from 1 (noise) down to 0 (data), shifted like training's times."""
-    t = torch.linspace(1.0, 0.0, steps + 1, device=device)
+def time_grid(euler_steps: int, mu: float | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """euler_steps + 1 times from 1 (noise) down to 0 (data), shifted like training's times."""
+    t = torch.linspace(1.0, 0.0, euler_steps + 1, device=device)
     if mu is None:
         return t
     shifted = shift_time(t[:-1], mu)

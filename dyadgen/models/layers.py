@@ -18,7 +18,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, backe
     both backends compute the same softmax attention."""
     if backend == "xformers" and q.is_cuda and mask is None:
         try:
-            import xformers.ops as xops
+            import xformers.ops as xops  # optional (the gpu extra)
 
             out = xops.memory_efficient_attention(*(rearrange(x, "n h l d -> n l h d") for x in (q, k, v)))
             return rearrange(out, "n l h d -> n h l d")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from transformers import AutoTokenizer
 
 BYTE_PAD = 256  # byte ids are 0..255; the tiny vocabulary holds at least 257 entries
 
@@ -22,8 +23,6 @@ class QwenText:
     """Qwen2.5's own tokenizer (loaded from the backbone's folder or hub name), padded to ``length``."""
 
     def __init__(self, name_or_path: str):
-        from transformers import AutoTokenizer
-
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError) as err:

@@ -26,6 +26,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from dyadgen.errors import UserError
 from dyadgen.io.files import write_text_atomic
 
@@ -125,7 +127,6 @@ class CheckpointManager:
                 problem = f"{final}: not written ({_cause(err)})"
         if not agree(not problem):
             raise CheckpointError(problem or f"{final}: not written (the main process could not start the save)")
-        from safetensors import SafetensorError
 
         try:
             write(tmp)

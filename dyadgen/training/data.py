@@ -9,6 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from dyadgen.cache.loader import ShardDataset
 from dyadgen.config import DyadGenConfig
 from dyadgen.errors import UserError
 
@@ -31,7 +32,6 @@ class TrainData:
         (read from a separate loader, so the training position is untouched)."""
         if self.val is not None:
             return next(self.val_batches())
-        from dyadgen.data.dataset import ShardDataset
 
         fresh = ShardDataset(self.train.root, "train", batch_size=self.train.batch_size, rank=self.train.rank,
                              world_size=self.train.world_size, seed=self.train.seed, buffer=self.train.buffer)
@@ -39,8 +39,6 @@ class TrainData:
 
 
 def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
-    from dyadgen.data.dataset import ShardDataset
-
     if not cfg.data.shards:
         raise UserError("data.shards is empty: point it at the folder `dyadgen preprocess` wrote")
     stream = {"buffer": cfg.data.shuffle_buffer, "cache_mib": cfg.data.read_cache_mib}
@@ -49,7 +47,7 @@ def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
     if len(train) == 0:
         raise UserError(f"{cfg.data.shards}: {len(train.samples)} training windows are fewer than one batch of "
                         f"{cfg.train.batch_size} on each of {world_size} process(es)")
-    window = cfg.data.window_steps * cfg.model.chunk_frames
+    window = cfg.window_frames
     stored = int(train.manifest.get("window_frames", window))
     if stored != window:
         raise UserError(f"{cfg.data.shards}: shards hold windows of {stored} frames, the config asks for "
@@ -62,9 +60,7 @@ def build_data(cfg: DyadGenConfig, *, rank: int, world_size: int) -> TrainData:
 def audio_margin_problem(cfg: DyadGenConfig, manifest: dict) -> str | None:
     """A warning when the shards keep less audio around each window than the model reads (shards
     from before it was kept, or a larger context in the config): those frames are padding in training."""
-    from dyadgen.config import audio_margin
-
-    need = audio_margin(cfg.decoder, cfg.model)
+    need = cfg.audio_margin
     stored = tuple(manifest.get("audio_margin", (0, 0)))
     if stored[0] >= need[0] and stored[1] >= need[1]:
         return None

@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    DistributedType,
+    FullyShardedDataParallelPlugin,
+    ProjectConfiguration,
+)
 from torch import nn
 
 from dyadgen.compat import fsdp_on_cpu
@@ -17,11 +25,6 @@ from dyadgen.errors import UserError
 
 
 def make_accelerator(cfg: DyadGenConfig) -> Any:
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
-
     tc = cfg.train
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
         raise UserError("DeepSpeed is not supported by this trainer (its EMA, exact resume and non-finite step "
@@ -56,11 +59,8 @@ def make_accelerator(cfg: DyadGenConfig) -> Any:
 
 def fsdp_plugin() -> Any:
     """The FSDP2 plugin an FSDP launcher config asks for (its FSDP_* settings), else None."""
-    import os
-
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() != "true":
         return None
-    from accelerate.utils import FullyShardedDataParallelPlugin
 
     plugin = FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:
@@ -72,8 +72,6 @@ def fsdp_plugin() -> Any:
 def _fsdp_on_cpu(accelerator: Any, plugin: Any) -> None:
     """accelerate picks FSDP only on accelerators; on CPU processes (gloo) it would silently fall back
     to DDP. FSDP2 itself runs there, so switch the state over (dyadgen.compat.fsdp_on_cpu)."""
-    from accelerate.utils import DistributedType
-
     if accelerator.distributed_type != DistributedType.MULTI_CPU:
         return
     fsdp_on_cpu(accelerator, plugin)
@@ -89,8 +87,6 @@ def strategy(accelerator: Any) -> str:
 
 
 def is_fsdp(accelerator: Any) -> bool:
-    from accelerate.utils import DistributedType
-
     return accelerator.distributed_type == DistributedType.FSDP
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.distributed.tensor import distribute_tensor
 
 
 class EMA:
@@ -95,8 +96,6 @@ def assign_full(target: torch.Tensor, value: torch.Tensor) -> None:
     """Copy the whole tensor ``value`` into ``target``, keeping only this process's shard when
     ``target`` is a DTensor."""
     if hasattr(target, "device_mesh"):
-        from torch.distributed.tensor import distribute_tensor
-
         local = distribute_tensor(value.to(target.dtype), target.device_mesh, target.placements).to_local()
         target.to_local().copy_(local)
     else:

@@ -9,7 +9,9 @@ several without, and again after a resume.
 from __future__ import annotations
 
 import math
+import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +81,6 @@ class StopSignal:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        import threading
-
         self.count += 1
         if self.count >= 3:
             raise KeyboardInterrupt
@@ -93,8 +93,6 @@ class StopSignal:
             self._timer.start()
 
     def _out_of_time(self) -> None:
-        import os
-
         print(f"not saved within {self.grace_s:.0f} s of the signal: exiting; resume from the last complete "
               "checkpoint", flush=True)
         os._exit(EXIT_PREEMPTED)

@@ -16,7 +16,7 @@ from dyadgen.errors import UserError
 def add_lora(model: nn.Module, *, rank: int, alpha: float, targets: tuple[str, ...]) -> int:
     """Inject LoRA adapters into the pretrained language model (``model.backbone.lm``) and freeze
     its weights. Returns the number of adapted layers. Everything new in DyadGen keeps training."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # optional (the train extra): imported on first use
 
     backbone = getattr(getattr(model, "backbone", None), "lm", None)
     if backbone is None:
@@ -41,7 +41,7 @@ def has_lora(model: nn.Module) -> bool:
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of ``model`` with every LoRA layer folded into its base weight
     (``W + scale * B @ A``), under the key names of the model without adapters."""
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # optional (the train extra): imported on first use
 
     merged: dict[str, torch.Tensor] = {}
     lora_layers = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}

@@ -21,7 +21,7 @@ BACKBONE_PREFIX = "backbone.lm."
 
 @dataclass(frozen=True)
 class GroupSpec:
-    name: str  # "backbone" or "new", with "_no_decay" for biases, norms and embeddings
+    name: str  # "backbone" or "new", with "_no_decay" for biases and norm gains
     lr: float
     weight_decay: float
 
@@ -29,8 +29,9 @@ class GroupSpec:
 def param_groups(model: nn.Module, *, lr: float, backbone_lr: float, weight_decay: float) -> list[dict]:
     """Trainable parameters split by origin (backbone vs new) and by decay (matrices vs the rest).
 
-    Biases, norm gains and 1-D embeddings-like vectors are not decayed: shrinking them toward 0 does not
-    regularise anything and hurts normalisation layers.
+    Biases and norm gains (every 1-D parameter, and any parameter of a norm) are not decayed: shrinking them
+    toward 0 regularises nothing and hurts normalisation layers. Embedding tables, learned queries and
+    position tables are matrices and decay like the other weights.
     """
     buckets: dict[str, list[nn.Parameter]] = {}
     specs: dict[str, GroupSpec] = {}

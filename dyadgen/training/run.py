@@ -3,7 +3,7 @@
 ``scripts/train.py`` (alone or under ``accelerate launch``) calls :func:`train`. The pieces it wires:
 data (dyadgen.data, shards split by rank), the model (dyadgen.models), the optimizer and schedule
 (optim.py), EMA (ema.py), the loop state (state.py), step folders (checkpoints.py), metrics
-(metrics.py), and the inference folder (dyadgen.checkpoint) written beside each accelerate state.
+(metrics.py), and the inference folder (dyadgen.inference.folder) written beside each accelerate state.
 """
 
 from __future__ import annotations
@@ -15,15 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import set_seed
+from einops import rearrange
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from tqdm.auto import tqdm
 
+from dyadgen.clock import FPS
 from dyadgen.config import DyadGenConfig
+from dyadgen.encoders import load_encoders
 from dyadgen.errors import UserError
+from dyadgen.inference.folder import save_inference_folder
+from dyadgen.io.video import VideoWriter
+from dyadgen.models import DyadBatch, DyadGen
 from dyadgen.training.checkpoints import CheckpointError, CheckpointManager, failpoint
 from dyadgen.training.data import TrainData, audio_margin_problem, build_data, shard_size_problems
 from dyadgen.training.distributed import all_agree, global_counts, is_fsdp, make_accelerator, strategy, unsharded
 from dyadgen.training.ema import EMA
 from dyadgen.training.loop import NonFiniteGuard, StopSignal, train_step, validation_loss
+from dyadgen.training.lora import add_lora, has_lora, merged_state_dict
 from dyadgen.training.metrics import MetricsLog, tracker_config
 from dyadgen.training.optim import build_optimizer, lr_factor, set_lr
 from dyadgen.training.state import TrainState
@@ -32,7 +42,7 @@ INFERENCE_DIR = "inference"
 
 
 @dataclass
-class Run:
+class TrainingRun:
     """Everything one training run builds before its first step."""
 
     cfg: DyadGenConfig
@@ -53,8 +63,6 @@ class Run:
 
 def train(cfg: DyadGenConfig) -> int:
     """Train until ``train.max_steps`` (or Ctrl-C / SIGTERM, which save first). Returns an exit code."""
-    from tqdm.auto import tqdm
-
     run = setup(cfg)
     tc, accelerator, state = cfg.train, run.accelerator, run.state
     guard = NonFiniteGuard(tc.max_nonfinite)
@@ -100,11 +108,9 @@ def train(cfg: DyadGenConfig) -> int:
     return 0
 
 
-def setup(cfg: DyadGenConfig) -> Run:
+def setup(cfg: DyadGenConfig) -> TrainingRun:
     """Clean up after killed saves, load the data, encoders and model, prepare them with accelerate,
     and load the checkpoint to resume from."""
-    from accelerate.utils import set_seed
-
     tc = cfg.train
     accelerator = make_accelerator(cfg)
     is_main = accelerator.is_main_process
@@ -127,13 +133,11 @@ def setup(cfg: DyadGenConfig) -> Run:
             print(f"warning: {problem}; its unreadable samples will be skipped "
                   f"(check all shards with `dyadgen verify-shards {data.train.root}`)", flush=True)
     bad = BadSamples(cfg, accelerator, len(data.train.samples))
-    tokenizer, vae = load_encoders(cfg)
-    vae.to(accelerator.device)  # sample videos and identities decode on the training device
+    # sample videos and identities decode on the training device
+    tokenizer, vae = load_encoders(cfg.audio_tokenizer, cfg.vae, accelerator.device)
     check_audio_codes(cfg, data, tokenizer)
     model = build_model(cfg, num_audio_codes=tokenizer.num_codes, latent_shape=data.latent_shape)
     if tc.lora_rank > 0:
-        from dyadgen.training.lora import add_lora
-
         if is_fsdp(accelerator):
             raise UserError("train.lora_rank > 0: LoRA is not supported under FSDP; train with DDP "
                             "(configs/accelerate/ddp.yaml) or set train.lora_rank=0")
@@ -161,11 +165,11 @@ def setup(cfg: DyadGenConfig) -> Run:
     accelerator.print(f"training {count_parameters(model):,} parameters ({count_parameters(model, True):,} "
                       f"trainable) on {accelerator.num_processes} process(es) ({strategy(accelerator)}), global batch "
                       f"{tc.batch_size * tc.grad_accum * accelerator.num_processes}")
-    return Run(cfg, accelerator, manager, resume_dir, data, bad, tokenizer, vae, model, optimizer, ema, state,
+    return TrainingRun(cfg, accelerator, manager, resume_dir, data, bad, tokenizer, vae, model, optimizer, ema, state,
                metrics, identities)
 
 
-def log_step(run: Run, result: Any, lrs: dict[str, float], samples: int, tokens: int, seconds: float,
+def log_step(run: TrainingRun, result: Any, lrs: dict[str, float], samples: int, tokens: int, seconds: float,
              bar: Any) -> None:
     """metrics.jsonl, the progress bar and the tracker for one optimizer step; then validation and
     the sample video when they are due."""
@@ -187,7 +191,7 @@ def log_step(run: Run, result: Any, lrs: dict[str, float], samples: int, tokens:
                            state.step, run.bad)
 
 
-def save_checkpoint(run: Run, final: bool = False) -> bool:
+def save_checkpoint(run: TrainingRun, final: bool = False) -> bool:
     """Save a checkpoint; False when it failed and ``train.on_save_error=retry`` lets training go on
     (never for the last save, after which nothing would retry)."""
     accelerator, step = run.accelerator, run.state.step
@@ -223,17 +227,9 @@ def check_audio_codes(cfg: DyadGenConfig, data: TrainData, tokenizer: Any) -> No
                         f"audio_tokenizer.name_or_path={cfg.audio_tokenizer.name_or_path} has {tokenizer.num_codes}")
 
 
-def load_encoders(cfg: DyadGenConfig) -> tuple[Any, Any]:
-    from dyadgen.encoders import load_audio_tokenizer, load_video_vae
-
-    return load_audio_tokenizer(cfg.audio_tokenizer), load_video_vae(cfg.vae)
-
-
 def build_model(cfg: DyadGenConfig, *, num_audio_codes: int, latent_shape: tuple[int, int, int],
                 pretrained: bool = True) -> nn.Module:
     """DyadGen with the backbone's pretrained weights when ``backbone.name_or_path`` names them."""
-    from dyadgen.models import DyadGen
-
     return DyadGen.from_config(cfg, num_audio_codes=num_audio_codes, latent_shape=latent_shape,
                                pretrained_backbone=pretrained and bool(cfg.backbone.name_or_path))
 
@@ -245,8 +241,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def to_device(batch: dict[str, Any], device: torch.device) -> Any:
     """The loader's batch on ``device`` (from pinned memory without blocking where it is pinned), its
     bf16 latents and references converted to fp32 there, not in the loader."""
-    from dyadgen.models import DyadBatch
-
     moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
     moved = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in moved.items()}
     return DyadBatch(**moved)
@@ -344,12 +338,8 @@ def inference_model(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema:
     Built fresh and filled from a CPU state dict, so the training device never holds a second copy.
     Under FSDP every process must call it: the full weights are gathered from all shards.
     """
-    from dyadgen.training.lora import has_lora, merged_state_dict
-
     unwrapped = accelerator.unwrap_model(model)
     if is_fsdp(accelerator):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
         full = get_model_state_dict(unwrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         average = ema.state_dict()  # gathered: collective too
         if not accelerator.is_main_process:
@@ -376,8 +366,6 @@ def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
 def write_inference_folder(folder: Path, cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA,
                            tokenizer: Any, vae: Any, identities: dict[str, torch.Tensor] | None) -> None:
     """Every process calls it (FSDP gathers the weights collectively); the main process writes."""
-    from dyadgen.checkpoint import save_inference_folder
-
     plain = inference_model(cfg, accelerator, model, ema)
     if plain is not None:
         save_inference_folder(folder, cfg, plain, tokenizer, vae, identities)
@@ -391,11 +379,6 @@ def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, e
 
     Every process generates the same window on its own device (no process waits on another at the
     next collective, and FSDP's sharded forward needs them all); the main process decodes and writes."""
-    from einops import rearrange
-
-    from dyadgen.clock import FPS
-    from dyadgen.io.video import VideoWriter
-
     batch = bad.take(data.first_batch(), "sample video")
     chunk = cfg.model.chunk_frames
     frames = min(batch["tokens"].shape[-1], max(chunk, int(cfg.train.sample_seconds * FPS) // chunk * chunk))

@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+from accelerate.utils import gather_object
+from safetensors.torch import load_file, save_file
+
 from dyadgen.errors import UserError
 
 STATE_FILE = "train_state.json"
@@ -56,8 +60,6 @@ class TrainState:
 
     def save(self, folder: Path, accelerator: Any, *, loader: Stateful | None, ema: Any | None) -> None:
         # Every process takes part (gathering the loader positions is collective); the main one writes.
-        from accelerate.utils import gather_object
-
         own = loader.state_dict() if loader is not None else {}
         self.data_states = list(gather_object([own]))
         self.world_size = accelerator.num_processes
@@ -69,8 +71,6 @@ class TrainState:
         record["ema_updates"] = ema.num_updates if ema is not None else 0
         (folder / STATE_FILE).write_text(json.dumps(record, indent=1) + "\n")
         if ema is not None:
-            from safetensors.torch import save_file
-
             tensors = {k: v.detach().contiguous().cpu() for k, v in ema_tensors.items()}
             save_file(tensors, folder / EMA_FILE)
 
@@ -92,15 +92,11 @@ class TrainState:
                 )
             loader.load_state_dict(self.data_states[accelerator.process_index])
         if ema is not None:
-            from safetensors.torch import load_file
-
             ema.load_state_dict(load_file(folder / EMA_FILE, device="cpu"), num_updates=ema_updates)
 
 
 def step_seed(seed: int, step: int, micro_index: int) -> int:
     """A 63-bit seed for one micro-batch, a pure function of the run seed, the optimizer step and the
     micro-batch's index in the global batch (``process_index * grad_accum + accumulation index``)."""
-    import numpy as np
-
     words = np.random.SeedSequence([seed, step, micro_index]).generate_state(2, dtype=np.uint64)  # [2]
     return int(words[0] >> np.uint64(1))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from dyadgen.errors import UserError
@@ -109,8 +111,6 @@ def _stored_keys(path: Path) -> set[str]:
     """The tensor names of a weights file, read without loading the tensors where the format allows it."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 keys = set(f.keys())
         else:  # a zip-format PyTorch file maps lazily; a legacy file falls through to the full read below
@@ -158,8 +158,6 @@ def similarity_to_template(landmarks5: np.ndarray, template: np.ndarray = ARCFAC
 def align_112(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
     """The 112x112 ArcFace crop of an RGB uint8 image [H, W, 3] given its 5 landmarks [5, 2] (x, y in pixels, in
     ARCFACE_TEMPLATE's order); outside the image is black, as in insightface's norm_crop."""
-    import cv2
-
     matrix = similarity_to_template(landmarks5)
     crop = cv2.warpAffine(np.ascontiguousarray(image), matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return crop  # [112, 112, 3] uint8

@@ -2,7 +2,7 @@
 syncnet_python (joonson/syncnet_python, ``SyncNetInstance.evaluate``) computes them, without its
 ffmpeg round trips: the network is its ``S`` model, so the released ``syncnet_v2.model`` loads into
 it, and the MFCCs are those of python_speech_features 0.6 (reimplemented here with numpy/scipy,
-checked against the package by test_syncnet.py).
+checked against the package by tests/eval/test_eval_syncnet.py).
 
 What syncnet_python feeds the network, and so what this module feeds it:
 - video: 25 fps face crops resized to 224x224 (cv2 bilinear), BGR channel order (cv2's; evaluate's
@@ -27,6 +27,8 @@ import scipy.fft
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from dyadgen.eval.weights import load_into, load_state_dict
 
 SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 640  # audio samples per 25 fps video frame
@@ -120,8 +122,6 @@ def load_syncnet(path: str | os.PathLike) -> SyncNet:
     weights_only=True (not checked here: the file was not at hand), which is how load_into reads it.
     Published sha256 of the file (from a public download script, also not checked here):
     961e8696f888fce4f3f3a6c3d5b3267cf5b343100b238e79b2659bff2c605442."""
-    from dyadgen.eval.weights import load_into, load_state_dict
-
     # The released file has no BatchNorm counters; a copy saved from a stock nn.BatchNorm model would.
     counters = any(k.endswith("num_batches_tracked") for k in load_state_dict(path))
     return typing.cast(SyncNet, load_into(SyncNet(counters=counters), path))
