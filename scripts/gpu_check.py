@@ -25,6 +25,7 @@ import torch
 from diffusers import AutoencoderTiny
 
 from dyadgen.bench.memory import GIB, estimate_step, real_step
+from dyadgen.bench.speed import synchronize
 from dyadgen.clock import FPS
 from dyadgen.config import load_config
 from dyadgen.encoders import load_video_vae
@@ -33,11 +34,6 @@ from dyadgen.io.files import write_text_atomic
 STEPS = (4, 2, 1)
 BRANCHES = ("guided", "one_branch")  # one_branch: the cost of a guidance-distilled student (guidance 1)
 DECODERS = ("full", "taef1")
-
-
-def _sync(gpu: bool) -> None:
-    if gpu:
-        torch.cuda.synchronize()
 
 
 def train_step(cfg, device: str, batch: int, gpu: bool):
@@ -76,13 +72,13 @@ def generation(model, cfg, device: str, seconds: float, gpu: bool) -> dict:
                     sampler["guidance"] = 1.0
                 if gpu:
                     torch.cuda.reset_peak_memory_stats()
-                _sync(gpu)
+                synchronize(torch.device(device))
                 start = time.perf_counter()
                 with autocast, torch.no_grad():
                     for chunk in model.generate_stream(tokens, refs, **sampler):
                         for p in range(2):
                             vae.decode_uint8(chunk[p], fast=decoder == "taef1")  # [t,H,W,3] on the CPU
-                _sync(gpu)
+                synchronize(torch.device(device))
                 row = {"rtf": (time.perf_counter() - start) / (frames / FPS)}
                 if gpu:
                     row["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB

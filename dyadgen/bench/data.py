@@ -20,7 +20,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from dyadgen.bench.memory import _model, _quiet, fake_batch
+from dyadgen.bench.memory import fake_batch, quiet, step_model
 from dyadgen.cache.loader import ShardDataset
 from dyadgen.cache.shards import write_manifest
 from dyadgen.cache.windows import write_video_shard
@@ -113,9 +113,9 @@ def train_flops_per_window(cfg) -> float:
     """FLOPs of one training step (forward and backward) on one window of ``cfg``'s size, counted by
     ``torch.utils.flop_counter`` on fake tensors (nothing computed)."""
     latent = cfg.latent_shape
-    with _quiet(), FakeTensorMode():
+    with quiet(), FakeTensorMode():
         torch.manual_seed(0)
-        model = _model(cfg, latent)
+        model = step_model(cfg, latent)
         batch = DyadBatch.from_dict(fake_batch(cfg, latent, 1, cfg.audio_tokenizer.num_codes))
         with FlopCounterMode(display=False) as counter:
             model(batch)["loss"].backward()

@@ -78,7 +78,9 @@ def step_config(cfg: DyadGenConfig) -> DyadGenConfig:
     return cfg
 
 
-def _model(cfg: DyadGenConfig, latent: tuple[int, int, int]):
+def step_model(cfg: DyadGenConfig, latent: tuple[int, int, int]):
+    """The model of ``cfg`` (as :func:`step_config` runs it) in training mode, with random weights; its frozen
+    parameters become buffers, as FSDP wants them. Built on the current device (the meta or a fake mode)."""
     model = DyadGen.from_config(step_config(cfg), num_audio_codes=cfg.audio_tokenizer.num_codes,
                                 latent_shape=latent).train()
     for module in model.modules():  # frozen parameters (the text table) as buffers, as FSDP wants them
@@ -89,7 +91,8 @@ def _model(cfg: DyadGenConfig, latent: tuple[int, int, int]):
     return model
 
 
-def _optimizer(cfg: DyadGenConfig, model, *, foreach: bool):
+def step_optimizer(cfg: DyadGenConfig, model, *, foreach: bool):
+    """The run's AdamW (``cfg.train``'s learning rates, decay and betas), foreach as on a GPU or not."""
     tc = cfg.train
     optimizer = build_optimizer(model, lr=tc.lr, backbone_lr=tc.backbone_lr, weight_decay=tc.weight_decay,
                                 betas=(tc.adam_beta1, tc.adam_beta2))
@@ -166,10 +169,10 @@ def estimate_step(cfg: DyadGenConfig, latent: tuple[int, int, int], batch_size: 
     ``world_size`` ranks). bf16: autocast (single, DDP) or FSDP's bf16 parameter policy."""
     if strategy == "fsdp":
         return _estimate_fsdp(cfg, latent, batch_size, world_size, bf16=bf16, foreach=foreach)
-    with _quiet(), FakeTensorMode():
+    with quiet(), FakeTensorMode():
         torch.manual_seed(0)
-        model = _model(cfg, latent)
-        optimizer = _optimizer(cfg, model, foreach=foreach)
+        model = step_model(cfg, latent)
+        optimizer = step_optimizer(cfg, model, foreach=foreach)
         out = _two_steps(model, optimizer, fake_batch(cfg, latent, batch_size, cfg.audio_tokenizer.num_codes),
                          bf16_autocast=bf16)
     if strategy == "ddp":
@@ -187,20 +190,21 @@ def _estimate_fsdp(cfg: DyadGenConfig, latent: tuple[int, int, int], batch_size:
         mesh = init_device_mesh("cpu", (world_size,))
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16) if bf16 else \
             MixedPrecisionPolicy()
-        with _quiet(), FakeTensorMode():
+        with quiet(), FakeTensorMode():
             torch.manual_seed(0)
-            model = _model(cfg, latent)
+            model = step_model(cfg, latent)
             for module in model.modules():  # one unit per Qwen layer and DiT block, as configs/accelerate/fsdp.yaml
                 if isinstance(module, (Qwen2DecoderLayer, DiTBlock)):
                     fully_shard(module, mesh=mesh, mp_policy=policy)
             fully_shard(model, mesh=mesh, mp_policy=policy)
-            optimizer = _optimizer(cfg, model, foreach=foreach)
+            optimizer = step_optimizer(cfg, model, foreach=foreach)
             batch = fake_batch(cfg, latent, batch_size, cfg.audio_tokenizer.num_codes)
             return _two_steps(model, optimizer, batch, bf16_autocast=False)
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
+    """No warnings inside (fake tensors make libraries warn about what they cannot see)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
@@ -274,7 +278,7 @@ def real_step(cfg: DyadGenConfig, latent: tuple[int, int, int], batch_size: int,
     cfg.backbone.name_or_path = str(folder)
     model = DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes, latent_shape=latent,
                                 pretrained_backbone=True).to(device).train()
-    optimizer = _optimizer(cfg, model, foreach=device != "cpu")
+    optimizer = step_optimizer(cfg, model, foreach=device != "cpu")
     for p in model.parameters():
         if p.requires_grad:
             p.grad = torch.zeros_like(p)

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from dyadgen.bench.data import preprocess_report, shard_read_report
 from dyadgen.bench.flops import flops_per_second, parameter_counts
 from dyadgen.bench.memory import memory_table
-from dyadgen.bench.speed import speed_table
+from dyadgen.bench.speed import EXAMPLES, speed_table
 from dyadgen.errors import UserError
 from dyadgen.inference.pipeline import DyadGenPipeline
 
@@ -53,8 +52,7 @@ def infer_report(checkpoint, seconds: float) -> dict:
     full decoder vs fast decoder, alternating runs (full, fast, full, fast) so that load on a shared machine
     hits both alike; the ratio is the figure."""
     pipe = DyadGenPipeline.from_pretrained(checkpoint)
-    examples = Path(__file__).resolve().parents[2] / "examples"
-    left, right = examples / "left.wav", examples / "right.wav"
+    left, right = EXAMPLES / "left.wav", EXAMPLES / "right.wav"
     times: dict[str, list[float]] = {"full": [], "fast": []}
     modes = ["full", "fast"] if pipe.folder.vae.fast_decoder is not None else ["full"]
     pipe.frames(left, right, max_seconds=1.0)  # warm-up, with the checkpoint's settings as below

@@ -24,19 +24,19 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from dyadgen.bench.flops import flops_per_second
-from dyadgen.bench.memory import fake_batch
+from dyadgen.bench.memory import fake_batch, step_config, step_model, step_optimizer
 from dyadgen.clock import FPS
 from dyadgen.config import DyadGenConfig, load_config
 from dyadgen.inference.pipeline import DyadGenPipeline, read_tracks
-from dyadgen.models import DyadGen
-from dyadgen.training.optim import build_optimizer
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"  # the README's left.wav and right.wav
 PARTS = ("tokenizer", "backbone", "decoder", "vae_decode", "writing")  # the profiler labels, "dyadgen.<part>"
 POSITIONS_S = (10.0, 60.0, 300.0)  # where into a dialogue a chunk step is timed
 GPUS = {"h100": 989.0}  # dense bf16 TFLOP/s (H100 SXM)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a wall-clock time covers it (nothing to wait for on a CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -49,10 +49,10 @@ def matmul_ceiling(device: torch.device, seconds: float = 1.0) -> dict:
     a @ b  # warm-up
     best, spent = float("inf"), 0.0
     while spent < seconds:
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        _sync(device)
+        synchronize(device)
         took = time.perf_counter() - start
         best, spent = min(best, took), spent + took
     return {"flops_per_s": 2 * n**3 / best, "dtype": str(dtype).removeprefix("torch."), "n": n}
@@ -84,10 +84,10 @@ def settings(has_fast_decoder: bool, guided: bool) -> list[Setting]:
 
 
 def _timed_run(pipe: DyadGenPipeline, audio: np.ndarray, out: Path, changes: dict) -> float:
-    _sync(pipe.device)
+    synchronize(pipe.device)
     start = time.perf_counter()
     pipe(audio[0], audio[1], out=out, progress=False, **changes)
-    _sync(pipe.device)
+    synchronize(pipe.device)
     return time.perf_counter() - start
 
 
@@ -138,7 +138,7 @@ def step_costs(pipe: DyadGenPipeline, positions_s: tuple[float, ...] = POSITIONS
     stamps: list[float] = []
 
     def tick(step: int, steps: int, chunk: torch.Tensor) -> None:
-        _sync(pipe.device)
+        synchronize(pipe.device)
         stamps.append(time.perf_counter())
 
     stamps.append(time.perf_counter())
@@ -160,12 +160,10 @@ def training(preset: str, device: torch.device, ceiling: float, *, steps: int = 
     the config's window, and their model FLOP utilisation: the step's FLOPs (counted by
     ``torch.utils.flop_counter`` on one step) times steps per second over the measured matmul ceiling (fp32
     on a CPU, bf16 on a GPU, as the step runs)."""
-    cfg = load_config(preset_name=preset)
-    cfg.model.text_dropout = 0.0
+    cfg = step_config(load_config(preset_name=preset))
     torch.manual_seed(0)
-    model = DyadGen.from_config(cfg, num_audio_codes=cfg.audio_tokenizer.num_codes,
-                                latent_shape=cfg.latent_shape).to(device).train()
-    optimizer = build_optimizer(model, lr=1e-4, backbone_lr=1e-4, weight_decay=0.01)
+    model = step_model(cfg, cfg.latent_shape).to(device)
+    optimizer = step_optimizer(cfg, model, foreach=device.type == "cuda")
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
              for k, v in fake_batch(cfg, cfg.latent_shape, batch_size, cfg.audio_tokenizer.num_codes).items()}
 
@@ -181,10 +179,10 @@ def training(preset: str, device: torch.device, ceiling: float, *, steps: int = 
     flops = float(counter.get_total_flops())
     times = []
     for _ in range(steps):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         step()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     best = min(times)
     params = sum(p.numel() for p in model.parameters())
@@ -197,12 +195,12 @@ def projection(cfg: DyadGenConfig, gpu: str = "h100", utilisation: float = 0.4) 
     second of video (counted on the meta device) over the GPU's dense bf16 rate. Projected, not measured."""
     tflops = GPUS[gpu]
     rows, parts = {}, {}
-    for steps in (4, 2, 1):
-        for mode, guidance in (("guided", cfg.infer.guidance), ("distilled", 1.0)):
-            variant = copy.deepcopy(cfg)
-            variant.infer.euler_steps, variant.infer.guidance = steps, guidance
-            counted = flops_per_second(variant, gpu_tflops=tflops, utilisation=utilisation)
-            per_second = counted["per_second"]
+    for mode, guidance in (("guided", cfg.infer.guidance), ("distilled", 1.0)):
+        variant = copy.deepcopy(cfg)
+        variant.infer.euler_steps, variant.infer.guidance = 1, guidance
+        one_step = flops_per_second(variant, gpu_tflops=tflops, utilisation=utilisation)["per_second"]
+        for steps in (4, 2, 1):  # the decoder runs once per Euler step; nothing else depends on the steps
+            per_second = one_step | {"decoder": one_step["decoder"] * steps}
             parts[f"steps{steps}/{mode}"] = per_second
             base = per_second["backbone"] + per_second["decoder"]
             for vae in ("vae_decode", "taef1_decode"):
@@ -218,8 +216,7 @@ def speed_table(checkpoint=None, *, seconds: float = 4.0, positions_s: tuple[flo
                 projection_presets: tuple[str, ...] = ("real",), utilisation: float = 0.4) -> dict:
     """Everything `dyadgen bench` with no flag measures, in one process (see the module's docstring)."""
     pipe = DyadGenPipeline.from_pretrained(checkpoint)
-    examples = Path(__file__).resolve().parents[2] / "examples"
-    audio = read_tracks(examples / "left.wav", examples / "right.wav", None, seconds)  # [P,N]
+    audio = read_tracks(EXAMPLES / "left.wav", EXAMPLES / "right.wav", None, seconds)  # [P,N]
     ceiling = matmul_ceiling(pipe.device)
     result = {"device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
               "matmul_flops_per_s": ceiling["flops_per_s"], "matmul": ceiling}
@@ -235,9 +232,9 @@ def speed_table(checkpoint=None, *, seconds: float = 4.0, positions_s: tuple[flo
         result[f"train_mfu_{preset}"] = row["mfu"]
     result["projection"] = {}
     for preset in projection_presets:
-        proj = projection(load_config(preset_name=preset), "h100", utilisation)
+        cfg = load_config(preset_name=preset)
+        proj = projection(cfg, "h100", utilisation)
         key = preset.replace("-", "_").replace(".", "")
         result["projection"][key] = proj
-        default = f"steps{load_config(preset_name=preset).infer.euler_steps}/guided/full"
-        result["projection"][f"h100_rtf_{key}"] = proj["rtf"][default]
+        result["projection"][f"h100_rtf_{key}"] = proj["rtf"][f"steps{cfg.infer.euler_steps}/guided/full"]
     return result

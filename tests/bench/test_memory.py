@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from dyadgen.bench.memory import _model, _optimizer, _two_steps, estimate_step, fake_batch, largest_batch
+from dyadgen.bench.memory import _two_steps, estimate_step, fake_batch, largest_batch, step_model, step_optimizer
 from dyadgen.config import load_config
 
 LATENT = (8, 8, 6)
@@ -17,8 +17,8 @@ def test_the_fake_tensor_estimate_equals_the_real_steps_live_bytes():
     cfg = load_config(preset_name="tiny", overrides=SMALL)
     estimate = estimate_step(cfg, LATENT, 2, strategy="single", bf16=False, foreach=False)
     torch.manual_seed(0)
-    model = _model(cfg, LATENT)
-    real = _two_steps(model, _optimizer(cfg, model, foreach=False), fake_batch(cfg, LATENT, 2, 128),
+    model = step_model(cfg, LATENT)
+    real = _two_steps(model, step_optimizer(cfg, model, foreach=False), fake_batch(cfg, LATENT, 2, 128),
                       bf16_autocast=False)
     assert real.peak == estimate.peak and real.parts == estimate.parts
     ddp = estimate_step(cfg, LATENT, 2, strategy="ddp", bf16=False, foreach=False)
