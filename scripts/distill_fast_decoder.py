@@ -25,18 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_vae import collect_frames, psnr  # noqa: E402 - the frame collection of the VAE's own training
 
-from dyadgen.clock import FPS  # noqa: E402
-from dyadgen.data.socioemodialog import index_dataset  # noqa: E402
-from dyadgen.data.splits import split_of  # noqa: E402
 from dyadgen.inference.folder import FAST_DECODER_DIR, load_inference_folder  # noqa: E402
-from dyadgen.io.audio import load_stereo  # noqa: E402
-from dyadgen.media.clips import ClipError, crop_people, frame_count, sample_frames, video_boxes  # noqa: E402
+from dyadgen.training.distill import dialogue_inputs  # noqa: E402
 
 
 def student(latent_channels: int, factor: int, width: int):
@@ -57,30 +53,14 @@ def raw(vae, scaled: torch.Tensor) -> torch.Tensor:
 def generated_latents(folder, data: str, seconds: float, videos: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw latents [N,c,h,w] the model generates from the first ``seconds`` of the audio of ``videos``
     training videos and of up to 3 held-out ones (each person's reference: their first frame)."""
-    from tqdm.auto import tqdm
-
-    cfg, vae, model = folder.config, folder.vae, folder.model.eval()
-    index = index_dataset(data, script_json=cfg.data.script_json, video_to_dialogue=cfg.data.video_to_dialogue)
     out: dict[bool, list[torch.Tensor]] = {True: [], False: []}
-    by_split: dict[bool, list] = {True: [], False: []}
-    for video in index.videos:
-        if video.raw_video is not None:
-            train = split_of(video.dialogue_id or video.name, cfg.data.val_fraction, cfg.data.test_fraction) == "train"
-            by_split[train].append(video)
-    for video in tqdm(by_split[True][:videos] + by_split[False][:3], desc="generate"):
-        try:
-            T = frame_count(video.raw_video)
-            first = crop_people(np.stack(sample_frames(video.raw_video, [0])), (cfg.data.height, cfg.data.width),
-                                video_boxes(video.raw_video, T))[0][:, 0]  # uint8 [P,3,h,w]
-        except ClipError as err:
-            print(f"skipped: {err}")
-            continue
-        tracks = load_stereo(video.raw_video)[:, : int(seconds * 16000)]  # [P,N] at 16 kHz
-        tokens = torch.stack([folder.tokenizer.encode(t) for t in tracks])[:, : int(seconds * FPS)]  # [P,T]
-        with torch.no_grad():
-            refs = vae.encode(torch.from_numpy(first).float() / 127.5 - 1)  # [P,c,h,w]
-            z = model.generate(tokens, refs, **{**cfg.infer.sampler(), "seed": seed})
-        out[video in by_split[True]].append(raw(vae, z.flatten(0, 1)))  # [P T,c,h,w]
+    sampler = {**folder.config.infer.sampler(), "seed": seed}
+    for train, limit in ((True, videos), (False, 3)):
+        for _, tokens, refs in tqdm(dialogue_inputs(folder, data, seconds, train=train, limit=limit), total=limit,
+                                    desc="generate"):
+            with torch.no_grad():
+                z = folder.model.generate(tokens, refs, **sampler)  # [P,T,c,h,w]
+            out[train].append(raw(folder.vae, z.flatten(0, 1)))  # [P T,c,h,w]
     if not out[False]:  # a tiny corpus may hash every dialogue into train: hold out the last video
         out[False].append(out[True].pop())
     return torch.cat(out[True]), torch.cat(out[False])
@@ -117,8 +97,6 @@ def main() -> None:
     parser.add_argument("--colour-weight", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    from tqdm.auto import tqdm
 
     torch.manual_seed(args.seed)
     folder = load_inference_folder(args.checkpoint)

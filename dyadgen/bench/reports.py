@@ -171,6 +171,8 @@ def speed_report(checkpoint, seconds: float, positions_s: tuple[float, ...], tra
         print(f"  {name:28s} {rtf:7.2f} {rtf / r['rtf_default']:10.2f}x{mark}")
     print(f"  the checkpoint's setting, best of a run before and after the rows: RTF {r['rtf_default']:.2f} "
           f"(last / first run: {gen['drift']:.2f}, how steady the machine was)")
+    print(f"  the checkpoint's setting with --compile (torch.compile of the decoder step, after a compiling run): "
+          f"RTF {gen['rtf_compiled']:.2f}, {gen['rtf_compiled'] / r['rtf_default']:.2f}x the eager one")
     print(f"  guidance-distilled: {gen['distilled']}")
     print("time shares of one run at the checkpoint's setting (profiler labels): " + ", ".join(
         f"{part} {share:.0%}" for part, share in r["time_shares"].items()))

@@ -63,7 +63,7 @@ class Setting:
     """One sampler setting a user can pick (``--steps``, ``--guidance-mode``, ``--fast-decoder``)."""
 
     euler_steps: int
-    guidance_mode: str  # "batched" | "separate" | "none" (guidance 1: one branch)
+    guidance_mode: str  # "batched" | "separate" | "none" (guidance 1: one branch) | "distilled" (the student)
     fast_decoder: bool
 
     @property
@@ -77,10 +77,14 @@ class Setting:
                 "guidance_mode": mode, "fast_decoder": self.fast_decoder}
 
 
-def settings(has_fast_decoder: bool, guided: bool) -> list[Setting]:
+def settings(has_fast_decoder: bool, guided: bool, distilled_steps: tuple[int, ...] = ()) -> list[Setting]:
+    """Every setting of a checkpoint: steps 4/2/1 with guidance batched, separate or none (one branch, where
+    it guides at all), and its guidance-distilled student's step counts, each with either decoder."""
     modes = ("batched", "separate", "none") if guided else ("none",)
     decoders = (False, True) if has_fast_decoder else (False,)
-    return [Setting(steps, mode, fast) for fast in decoders for mode in modes for steps in (4, 2, 1)]
+    return [Setting(steps, mode, fast) for fast in decoders
+            for mode, counts in [*((m, (4, 2, 1)) for m in modes), ("distilled", distilled_steps)]
+            for steps in sorted(counts, reverse=True)]
 
 
 def _timed_run(pipe: DyadGenPipeline, audio: np.ndarray, out: Path, changes: dict) -> float:
@@ -100,14 +104,21 @@ def generation(pipe: DyadGenPipeline, audio: np.ndarray, workdir: Path) -> dict:
     pipe(audio[0][:16000], audio[1][:16000], out=out, progress=False)  # warm-up
     first = _timed_run(pipe, audio, out, {})
     rows = {}
-    for setting in settings(pipe.folder.vae.fast_decoder is not None, default.guidance != 1.0):
+    student = pipe.model.student
+    for setting in settings(pipe.folder.vae.fast_decoder is not None, default.guidance != 1.0,
+                            student.cfg.distilled_steps if student is not None else ()):
         rows[setting.name] = _timed_run(pipe, audio, out, setting.changes(default.guidance)) / video_s
+    # torch.compile of the decoder step at the checkpoint's setting: one run to compile, then the timed one
+    _timed_run(pipe, audio[:, :16000], out, {"compile": True})
+    compiled = _timed_run(pipe, audio, out, {"compile": True}) / video_s
     last = _timed_run(pipe, audio, out, {})
-    mode = "none" if default.guidance == 1.0 else default.guidance_mode
+    mode = "none" if default.guidance == 1.0 and default.guidance_mode != "distilled" else default.guidance_mode
     default_name = Setting(default.euler_steps, mode, default.fast_decoder).name
     return {"video_seconds": video_s, "rtf": rows, "rtf_default": min(first, last) / video_s,
-            "default_setting": default_name, "drift": last / first,
-            "distilled": "not measured: this checkpoint has no guidance-distilled student"}
+            "default_setting": default_name, "drift": last / first, "rtf_compiled": compiled,
+            "distilled": ("measured: the rows steps*/distilled/* (the checkpoint's guidance-distilled student)"
+                          if student is not None else
+                          "not measured: this checkpoint has no guidance-distilled student")}
 
 
 def time_shares(pipe: DyadGenPipeline, audio: np.ndarray, workdir: Path) -> dict:
@@ -211,6 +222,12 @@ def projection(cfg: DyadGenConfig, gpu: str = "h100", utilisation: float = 0.4) 
             "flops_per_second": parts, "preset": cfg.preset}
 
 
+def projected_setting(cfg: DyadGenConfig) -> str:
+    """The projection's row of a config's own inference settings."""
+    mode = "distilled" if cfg.infer.guidance_mode == "distilled" or cfg.infer.guidance == 1.0 else "guided"
+    return f"steps{cfg.infer.euler_steps}/{mode}/{'taef1' if cfg.infer.fast_decoder else 'full'}"
+
+
 def speed_table(checkpoint=None, *, seconds: float = 4.0, positions_s: tuple[float, ...] = POSITIONS_S,
                 train_presets: tuple[str, ...] = ("tiny", "small"), train_steps: int = 3,
                 projection_presets: tuple[str, ...] = ("real",), utilisation: float = 0.4) -> dict:
@@ -236,5 +253,6 @@ def speed_table(checkpoint=None, *, seconds: float = 4.0, positions_s: tuple[flo
         proj = projection(cfg, "h100", utilisation)
         key = preset.replace("-", "_").replace(".", "")
         result["projection"][key] = proj
-        result["projection"][f"h100_rtf_{key}"] = proj["rtf"][f"steps{cfg.infer.euler_steps}/guided/full"]
+        result["projection"][f"h100_rtf_{key}"] = proj["rtf"][projected_setting(cfg)]
+        result["projection"][f"h100_setting_{key}"] = projected_setting(cfg)
     return result

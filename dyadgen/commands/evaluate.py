@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the checkpoint's)")
     parser.add_argument("--guidance", "--cfg", type=float, default=None,
                         help="guidance scale (default: the checkpoint's)")
+    parser.add_argument("--guidance-mode", choices=["batched", "separate", "distilled"], default=None,
+                        help="classifier-free guidance (batched or separate) or the checkpoint's guidance-distilled "
+                             "student (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default: the GPU when there is one), cpu or cuda")
     parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16", "fp16"],
@@ -35,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_eval_config(args.eval_config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
-                                         "euler_steps": args.steps, "guidance": args.guidance, "seed": args.seed,
+                                         "euler_steps": args.steps, "guidance": args.guidance,
+                                         "guidance_mode": args.guidance_mode, "seed": args.seed,
                                          "device": args.device, "dtype": args.dtype, "videos": args.videos})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
     scores = score(Path(args.out), SYSTEMS, result.missing_networks, result.network_sources)

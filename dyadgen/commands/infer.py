@@ -22,8 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="guide only the Euler steps whose flow time (1 = noise, 0 = data) lies in [LOW, HIGH]")
     parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI",
                         help="0..1: pull the guided velocity to the conditional one's spread (keeps colours)")
-    parser.add_argument("--guidance-mode", choices=["batched", "separate"], default=None,
-                        help="the decoder's guided and unguided branches in one batched call (default) or two")
+    parser.add_argument("--guidance-mode", choices=["batched", "separate", "distilled"], default=None,
+                        help="classifier-free guidance with the decoder's two branches in one batched call or in "
+                             "two, or the checkpoint's guidance-distilled student (one pass per step; --steps 4, 2 "
+                             "or 1) (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
@@ -33,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="precision of the backbone, decoder and VAE (auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--fast-decoder", action="store_true",
                         help="decode with the checkpoint's tiny decoder (TAEF1 for the real presets): faster, softer")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the decoder step (the first steps wait for the compile; see `dyadgen "
+                             "bench` for whether it pays on your machine)")
     parser.add_argument("--max-seconds", type=float, default=None, metavar="X")
 
 
@@ -45,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
         guidance_rescale=args.guidance_rescale, guidance_mode=args.guidance_mode, left_emotion=args.left_emotion,
         right_emotion=args.right_emotion,
-        max_seconds=args.max_seconds, fast_decoder=args.fast_decoder or None)
+        max_seconds=args.max_seconds, fast_decoder=args.fast_decoder or None,
+        compile=args.compile or None)
     paths = pipe(args.left, args.right, dialogue=args.dialogue, out=args.out, left_ref=args.left_ref,
                  right_ref=args.right_ref, options=options)
     print("wrote " + ", ".join(map(str, paths)))

@@ -119,6 +119,10 @@ class DecoderConfig:
     partner_context: int = 24  # ... and the partner's audio tokens t-q..t (a listener reacts to the last ~1 s)
     attention: Literal["sdpa", "xformers"] = "sdpa"
     gradient_checkpointing: bool = False  # recompute each DiT block and the motion resampler in backward
+    # a guidance-distilled student (scripts/distill_guidance.py): the Euler step counts it was distilled for,
+    # largest first (it reads the guidance scale and the step's span as inputs, one pass per step);
+    # empty = a flow decoder sampled with classifier-free guidance
+    distilled_steps: tuple[int, ...] = ()
 
 
 @dataclass
@@ -194,13 +198,15 @@ class InferConfig:
     guidance: float = 2.0  # classifier-free guidance scale on the velocity (1 = none)
     guidance_interval: tuple[float, float] = (0.0, 1.0)  # flow times t (1 = noise) whose steps are guided
     guidance_rescale: float = 0.0  # 0..1: the guided velocity pulled to the conditional one's spread
-    # the decoder's conditional and unconditional branches in one batched call, or in two calls
-    guidance_mode: Literal["batched", "separate"] = "batched"
+    # the decoder's conditional and unconditional branches in one batched call, or in two calls; or
+    # "distilled": the checkpoint's guidance-distilled student, one pass per step (no interval, no rescale)
+    guidance_mode: Literal["batched", "separate", "distilled"] = "batched"
     seed: int = 0
     context_noise: float = 0.0  # noise level on the previous chunk before it conditions the next (training: 0..max)
     layout: Literal["side-by-side", "separate"] = "side-by-side"
     max_seconds: float = 0.0  # 0 = no limit
     fast_decoder: bool = False  # decode with the checkpoint's tiny decoder (TAEF1 for the real presets)
+    compile: bool = False  # torch.compile the decoder step (`dyadgen bench` measures whether it helps here)
     left_emotion: str = ""  # an emotion label for each person ("" = none)
     right_emotion: str = ""
     text: str = ""  # the dialogue's text prompt ("" = none)

@@ -152,6 +152,15 @@ def mouth_opening(lm: np.ndarray) -> np.ndarray:
     return gap / np.maximum(width, 1e-6)
 
 
+def collapsed_fit(landmarks: np.ndarray) -> np.ndarray:
+    """bool [T]: frames whose landmark fit collapsed (the eyes' centres under a pixel apart, or all 68 points
+    within 2 px of their mean), as dlib does on a smeared face. Divided by their eye distance, such a fit
+    reads as an expression 10^5 times larger than any face's (one frame of it made a window's FD 10^11)."""
+    eyes = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=-1)  # [T]
+    spread = np.sqrt(((landmarks - landmarks.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))  # [T] RMS radius
+    return (eyes < 1.0) | (spread < 2.0)
+
+
 def eye_openness(lm: np.ndarray) -> np.ndarray:
     """landmarks [...,68,2] -> [...]: eye aspect ratio (two lid gaps over the corner distance), both eyes;
     NaN where a fit collapsed an eye (corners under a pixel apart, or an eye taller than it is wide), which

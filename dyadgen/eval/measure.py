@@ -122,6 +122,9 @@ def save(path: Path, people: list[dict[str, np.ndarray]], extra: dict[str, np.nd
 
 
 def load(path: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """A window's measures: per person (landmarks, mouth, pose, ...) and the rest. A frame whose landmark
+    fit collapsed (:func:`face.collapsed_fit`) has no mouth opening (NaN: no face there), so a collapsed
+    fit on a smeared face never reads as an open mouth) and counts as not found."""
     people: list[dict[str, np.ndarray]] = [{}, {}]
     extra = {}
     with np.load(path) as z:
@@ -131,4 +134,10 @@ def load(path: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]
                 people[int(p)][key] = z[name]
             else:
                 extra[name] = z[name]
+    for person in people:
+        if "landmarks" in person and "mouth" in person:
+            lost = face.collapsed_fit(person["landmarks"])  # [T]
+            person["mouth"] = np.where(lost, np.nan, person["mouth"])
+            if "found" in person:
+                person["found"] = person["found"] & ~lost
     return people, extra

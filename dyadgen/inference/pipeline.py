@@ -135,6 +135,18 @@ class DyadGenPipeline:
             raise UserError("--fast-decoder: this checkpoint folder has no fast decoder (fast_decoder/)")
         if opt.layout not in ("side-by-side", "separate"):
             raise UserError(f"--layout {opt.layout}: choose side-by-side or separate")
+        if opt.guidance_mode == "distilled":
+            student = self.model.student
+            if student is None:
+                raise UserError("--guidance-mode distilled: this checkpoint has no guidance-distilled student "
+                                "(distil one with scripts/distill_guidance.py)")
+            if opt.euler_steps not in student.cfg.distilled_steps:
+                raise UserError(f"--steps {opt.euler_steps}: this checkpoint's guidance-distilled student runs "
+                                f"{' or '.join(map(str, student.cfg.distilled_steps))} steps "
+                                "(or use --guidance-mode batched)")
+        for decoder in (self.model.decoder, self.model.student):
+            if decoder is not None:
+                decoder.use_compiled(opt.compile)
         with record_function("dyadgen.tokenizer"):
             tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
         refs = self.references(left_ref, right_ref)

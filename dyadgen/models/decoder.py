@@ -91,6 +91,14 @@ class FlowDecoder(nn.Module):
         self.audio_in = nn.Linear(self.audio_tokens * (dim // 4), dim)
         self.time_embed = ScalarEmbedder(dim)
         self.noise_embed = ScalarEmbedder(dim)
+        if cfg.distilled_steps:  # a guidance-distilled student also reads the guidance scale and the step's span
+            if any(max(cfg.distilled_steps) % k for k in cfg.distilled_steps):
+                raise ValueError(f"decoder.distilled_steps {cfg.distilled_steps}: each must divide the largest")
+            self.guidance_embed = ScalarEmbedder(dim)
+            self.span_embed = ScalarEmbedder(dim)
+            for embedder in (self.guidance_embed, self.span_embed):  # zero: the student starts as its teacher
+                nn.init.zeros_(embedder.mlp[-1].weight)
+                nn.init.zeros_(embedder.mlp[-1].bias)
         self.blocks = nn.ModuleList(
             DiTBlock(dim, cfg.num_heads, cfg.mlp_ratio, cfg.attention) for _ in range(cfg.depth))
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -109,6 +117,7 @@ class FlowDecoder(nn.Module):
         self.rope_dims = (head - 2 * yx, yx, yx)
         self.register_buffer("positions", self._positions(h // p, w // p, chunk_frames), persistent=False)
         self._rope: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
+        self._compiled = None  # velocity through torch.compile, when use_compiled() asked for it
 
     @staticmethod
     def _positions(hp: int, wp: int, chunk: int) -> Tensor:
@@ -123,11 +132,40 @@ class FlowDecoder(nn.Module):
             f[:, 0] = t
         return torch.cat([ref, prev, *frames])  # [(2+C) n, 3]
 
-    def velocity(self, x_t: Tensor, t: Tensor, cond: ChunkCondition) -> Tensor:
-        """Predicted velocity [N,C,c,h,w] of the noisy chunk x_t [N,C,c,h,w] at time t [N]."""
+    def variant(self, cfg: DecoderConfig) -> FlowDecoder:
+        """A new decoder of this one's shapes with another config (e.g. its guidance-distilled student)."""
+        return FlowDecoder(cfg, cond_dim=self.cond_in.in_features, latent_shape=self.latent_shape,
+                           chunk_frames=self.chunk_frames, audio_vocab=self.audio_embed.num_embeddings,
+                           time_mean=self.time_mean, time_std=self.time_std, resolution_shift=self.mu is not None)
+
+    @property
+    def distilled(self) -> bool:
+        """Whether this is a guidance-distilled student (one pass per step, guidance and span as inputs)."""
+        return bool(self.cfg.distilled_steps)
+
+    def use_compiled(self, on: bool = True) -> None:
+        """Run :meth:`velocity` (one decoder step) through torch.compile from now on (inductor: a C++
+        compiler on the CPU, Triton on a GPU; each new batch shape compiles once), or eagerly again."""
+        if not on:
+            self._compiled = None
+        elif self._compiled is None:
+            self._compiled = torch.compile(self._velocity, dynamic=False)
+
+    def velocity(self, x_t: Tensor, t: Tensor, cond: ChunkCondition, guidance: Tensor | None = None,
+                 span: Tensor | None = None) -> Tensor:
+        """Predicted velocity [N,C,c,h,w] of the noisy chunk x_t [N,C,c,h,w] at time t [N]. A distilled
+        student also takes the guidance scale [N] and the span [N] of the Euler step it takes from t (its
+        output is then the mean velocity over that step of its teacher's guided solution)."""
+        rope = self.rope(cond.tokens.shape[1], x_t.device)  # outside the compiled graph: a cache, not a guard
+        if self._compiled is not None and not (self.training and torch.is_grad_enabled()):
+            cond = ChunkCondition(*(f.contiguous() for f in cond.fields()))  # one stride pattern: one graph
+            return self._compiled(x_t.contiguous(), t, cond, guidance, span, rope)
+        return self._velocity(x_t, t, cond, guidance, span, rope)
+
+    def _velocity(self, x_t: Tensor, t: Tensor, cond: ChunkCondition, guidance: Tensor | None,
+                  span: Tensor | None, rope: tuple[Tensor, Tensor]) -> Tensor:
         N, C, c, h, w = x_t.shape
         p = self.cfg.patch_size
-        M = cond.tokens.shape[1]
         chunk = self.patch_in(patchify(rearrange(x_t, "n t c h w -> (n t) c h w"), p))  # [(N C),n,D]
         chunk = rearrange(chunk, "(n t) k d -> n t k d", n=N)  # [N,C,n,D]
         frame_audio = self.audio_in(rearrange(self.audio_embed(cond.audio), "n t a e -> n t (a e)"))  # [N,C,D]
@@ -138,8 +176,11 @@ class FlowDecoder(nn.Module):
             self.patch_in(patchify(cond.prev, p)) + self.type_embed.weight[PREV],  # [N,n,D]
             rearrange(chunk, "n t k d -> n (t k) d"),  # [N,C n,D]
         ], dim=1)  # [N,L,D]
-        rope = self.rope(M, tokens.device)
         c_vec = self.time_embed(t) + self.noise_embed(cond.noise_level)  # [N,D]
+        if self.distilled:
+            if guidance is None or span is None:
+                raise ValueError("a guidance-distilled decoder needs the guidance scale and the step span")
+            c_vec = c_vec + self.guidance_embed(guidance_input(guidance)) + self.span_embed(span)
         for block in self.blocks:
             if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 tokens = checkpoint(block, tokens, c_vec, rope, use_reentrant=False)
@@ -181,6 +222,8 @@ class FlowDecoder(nn.Module):
         scaled to the conditional one's standard deviation per sample (Lin et al. 2024, section 3.4),
         which keeps guidance from pushing colours and contrast. ``guidance_mode`` "separate" runs the two
         branches as two calls (the same velocities; for measuring what batching them saves)."""
+        if self.distilled:
+            return self.sample_distilled(noise, cond, euler_steps=euler_steps, guidance=guidance)
         if guidance_mode not in ("batched", "separate"):
             raise ValueError(f"guidance_mode {guidance_mode!r}: choose batched or separate")
         grid = flow.time_grid(euler_steps, self.mu, device=noise.device)
@@ -196,15 +239,48 @@ class FlowDecoder(nn.Module):
         def guided(x: Tensor, t: Tensor) -> Tensor:
             if not low <= float(t[0]) <= high:
                 return conditional(x, t)
-            if guidance_mode == "separate":
-                v_c, v_u = self.velocity(x, t, cond), self.velocity(x, t, uncond)
-            else:
-                v_c, v_u = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
-            out = v_u + guidance * (v_c - v_u)
-            if guidance_rescale > 0:
-                dims = tuple(range(1, out.dim()))
-                scaled = out * (v_c.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True).clamp_min(1e-6))
-                out = guidance_rescale * scaled + (1 - guidance_rescale) * out
-            return out
+            return self.guided_velocity(x, t, cond, uncond, guidance, guidance_rescale, guidance_mode, both=both)
 
         return flow.euler_solve(guided, noise, grid)
+
+    def guided_velocity(self, x: Tensor, t: Tensor, cond: ChunkCondition, uncond: ChunkCondition,
+                        guidance: float | Tensor, guidance_rescale: float = 0.0, guidance_mode: str = "batched",
+                        both: ChunkCondition | None = None) -> Tensor:
+        """The classifier-free guided velocity v_u + guidance * (v_c - v_u) [N,C,c,h,w]; ``guidance`` a
+        scale or one per row [N]; ``both`` = cond.with_branch(uncond) when the caller already built it."""
+        if guidance_mode == "separate":
+            v_c, v_u = self.velocity(x, t, cond), self.velocity(x, t, uncond)
+        else:
+            both = cond.with_branch(uncond) if both is None else both
+            v_c, v_u = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+        if isinstance(guidance, Tensor):
+            guidance = guidance.to(v_c.dtype).view(-1, *([1] * (v_c.dim() - 1)))
+        out = v_u + guidance * (v_c - v_u)
+        if guidance_rescale > 0:
+            dims = tuple(range(1, out.dim()))
+            scaled = out * (v_c.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True).clamp_min(1e-6))
+            out = guidance_rescale * scaled + (1 - guidance_rescale) * out
+        return out
+
+    @torch.no_grad()
+    def sample_distilled(self, noise: Tensor, cond: ChunkCondition, *, euler_steps: int, guidance: float) -> Tensor:
+        """A guidance-distilled student's sampler: ``euler_steps`` steps (one it was distilled for) on the
+        same time grid as its teacher's, each one pass that reads the guidance scale and the step's span;
+        no unconditional branch."""
+        if not self.distilled:
+            raise ValueError("guidance_mode distilled: this decoder is not a guidance-distilled student "
+                             "(distil one with scripts/distill_guidance.py)")
+        if euler_steps not in self.cfg.distilled_steps:
+            raise ValueError(f"{euler_steps} Euler steps: this student was distilled for "
+                             f"{', '.join(map(str, sorted(self.cfg.distilled_steps)))} steps")
+        grid = flow.time_grid(euler_steps, self.mu, device=noise.device)
+        x = noise
+        scale = noise.new_full((noise.shape[0],), float(guidance))  # [N]
+        for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
+            x = x + (t1 - t0) * self.velocity(x, t0.expand(x.shape[0]), cond, scale, (t0 - t1).expand(x.shape[0]))
+        return x
+
+
+def guidance_input(guidance: Tensor) -> Tensor:
+    """A guidance scale (1 = none, 1..5 in use) -> the [0,1] range the scalar embedder reads."""
+    return (guidance - 1.0) / 4.0

@@ -75,10 +75,13 @@ def _as(cls, value, section: str):
 class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["talking-head", "dyadic"]):
     def __init__(self, backbone: BackboneConfig | dict, decoder: DecoderConfig | dict, model: ModelConfig | dict,
                  num_audio_codes: int, latent_channels: int, latent_height: int, latent_width: int,
-                 pretrained_backbone: bool = False):
+                 pretrained_backbone: bool = False, student: DecoderConfig | dict | None = None):
         super().__init__()
         self.backbone_cfg = _as(BackboneConfig, backbone, "backbone")
         self.decoder_cfg = _as(DecoderConfig, decoder, "decoder")
+        if self.decoder_cfg.distilled_steps:
+            raise ValueError("the decoder is what training trains and guidance runs: a guidance-distilled "
+                             "student goes in ``student``")
         self.cfg = _as(ModelConfig, model, "model")
         self.num_audio_codes = num_audio_codes
         self.pad_id, self.null_id = num_audio_codes, num_audio_codes + 1
@@ -91,6 +94,14 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                                    latent_shape=self.latent_shape, chunk_frames=self.cfg.chunk_frames,
                                    audio_vocab=audio_vocab, time_mean=self.cfg.time_logit_mean,
                                    time_std=self.cfg.time_logit_std, resolution_shift=self.cfg.resolution_shift)
+        # optional: the guidance-distilled student of ``decoder`` (scripts/distill_guidance.py), used by
+        # guidance_mode "distilled"; training never touches it
+        self.student: FlowDecoder | None = None
+        if student is not None:
+            student_cfg = _as(DecoderConfig, student, "decoder")
+            if not student_cfg.distilled_steps:
+                raise ValueError("a student decoder's config must name its distilled_steps")
+            self.student = self.decoder.variant(student_cfg)
         self._text_tokenizer = None
 
     @classmethod
@@ -121,7 +132,8 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         return self._text_tokenizer
 
     def use_text_tokenizer(self, name_or_path) -> None:
-        self._text_tokenizer = QwenText(str(name_or_path))
+        """Use this text tokenizer: a folder or Hub name, or a loaded one (another model's)."""
+        self._text_tokenizer = name_or_path if isinstance(name_or_path, QwenText) else QwenText(str(name_or_path))
 
     @property
     def audio_margin(self) -> tuple[int, int]:
@@ -294,18 +306,24 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                         text: str | None = None, euler_steps: int = 4, guidance: float = 1.0, seed: int = 0,
                         context_noise: float = 0.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
                         guidance_rescale: float = 0.0, guidance_mode: str = "batched",
-                        callback: Callable[[int, int, Tensor], None] | None = None) -> Iterator[Tensor]:
+                        callback: Callable[[int, int, Tensor], None] | None = None,
+                        observe: Callable[[ChunkCondition, ChunkCondition | None, Tensor], None] | None = None,
+                        ) -> Iterator[Tensor]:
         """Generate one chunk step at a time: yields latents [P,C,c,h,w] (the last chunk cut to T).
 
         tokens long [P,T] (each person's own audio codes), refs [P,c,h,w], emotion long [P,T] or [P]
         (per frame or one label per person), text: one prompt for the dialogue. With guidance != 1 the
         unconditional branch (both audio tracks null) runs as two more batch elements with their own
         KV cache, fed the same generated motion; guidance_interval, guidance_rescale and guidance_mode: see
-        :meth:`FlowDecoder.sample`. context_noise: the noise level put on the previous chunk before it
+        :meth:`FlowDecoder.sample`; "distilled" samples with the model's guidance-distilled ``student``
+        and runs no unconditional branch at all, the guidance scale being the student's input (the interval
+        and the rescale do not apply: the student learnt its teacher's plain guidance).
+        context_noise: the noise level put on the previous chunk before it
         conditions the next (training draws 0..model.context_noise_max; 0 = clean). The backbone's and the
         decoder's work run under the profiler labels ``dyadgen.backbone`` and ``dyadgen.decoder`` (what
         ``dyadgen bench`` splits time by).
-        callback(step, num_steps, chunk) after each step."""
+        callback(step, num_steps, chunk) after each step; observe(cond, uncond, noise) before each decoder
+        call (what guidance distillation records: the decoder's inputs of every step)."""
         dev = tokens.device
         P, T = tokens.shape
         C = self.cfg.chunk_frames
@@ -319,7 +337,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             warnings.warn(f"generating {S} chunk steps: past step {self.cfg.max_position_offset_steps} the "
                           "backbone meets distances to the dialogue's start that training never drew "
                           "(model.max_position_offset_steps)", stacklevel=2)
-        guided = guidance != 1.0
+        distilled = guidance_mode == "distilled"
+        if distilled and self.student is None:
+            raise ValueError("guidance_mode distilled: this model has no guidance-distilled student "
+                             "(distil one with scripts/distill_guidance.py)")
+        decoder = self.student if distilled else self.decoder
+        guided = guidance != 1.0 and not distilled
         branches = [tokens, torch.full_like(tokens, self.null_id)] if guided else [tokens]
         all_tokens = torch.stack(branches)  # [G,P,S C], G branches, each a "batch element" of 2 people
         G = all_tokens.shape[0]
@@ -342,9 +365,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                 step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(G P),1,L,D]
                 cond = state(step[:, 0]).unflatten(0, (G, P))  # [G,P,M,D]
             branch = [ChunkCondition(cond[g], refs, context[:, -1], frame_audio[g, :, s], level) for g in range(G)]
+            noise = draw()  # [P,C,c,h,w]
+            if observe is not None:
+                observe(branch[0], branch[1] if guided else None, noise)
             with record_function("dyadgen.decoder"):
-                chunk = self.decoder.sample(
-                    draw(), branch[0], branch[1] if guided else None, euler_steps=euler_steps, guidance=guidance,
+                chunk = decoder.sample(
+                    noise, branch[0], branch[1] if guided else None, euler_steps=euler_steps, guidance=guidance,
                     guidance_interval=guidance_interval, guidance_rescale=guidance_rescale,
                     guidance_mode=guidance_mode,
                 )  # [P,C,c,h,w]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dyadgen.bench.flops import flops_per_second
-from dyadgen.bench.speed import PARTS, projection, settings
+from dyadgen.bench.speed import PARTS, projected_setting, projection, settings
 from dyadgen.cli import main
 from dyadgen.config import load_config
 
@@ -22,8 +22,17 @@ def test_the_projection_orders_the_sampler_settings_by_their_work():
     for steps in (1, 2, 4):
         assert rtf[f"steps{steps}/distilled/full"] < rtf[f"steps{steps}/guided/full"]
         assert rtf[f"steps{steps}/guided/taef1"] < rtf[f"steps{steps}/guided/full"]
-    # the checkpoint's own setting is what `bench --flops` projects (its x is the inverse of the RTF)
-    assert rtf["steps4/guided/full"] == pytest.approx(1 / flops_per_second(cfg)["real_time"]["x"], rel=1e-6)
+    # the config's own setting is what `bench --flops` projects (its x is the inverse of the RTF)
+    assert projected_setting(cfg) == "steps2/guided/taef1"
+    assert rtf["steps2/guided/taef1"] == pytest.approx(1 / flops_per_second(cfg)["real_time"]["x_taef1"], rel=1e-6)
+
+
+def test_the_real_preset_defaults_to_at_least_twice_real_time_on_one_h100():
+    """configs/real.yaml's sampler settings: projected at 40 % of an H100's dense bf16 rate, both people at
+    512x448, the whole generation (backbone, decoder steps, the VAE decode) at least 2x faster than real time."""
+    cfg = load_config("configs/real.yaml")
+    assert (cfg.data.height, cfg.data.width) == (512, 448)
+    assert projection(cfg, "h100", 0.4)["rtf"][projected_setting(cfg)] <= 0.5
 
 
 def test_every_setting_a_user_can_pick_is_a_row():
@@ -32,6 +41,9 @@ def test_every_setting_a_user_can_pick_is_a_row():
     assert {s.name for s in settings(has_fast_decoder=False, guided=False)} == {"steps4/none/full",
                                                                                 "steps2/none/full",
                                                                                 "steps1/none/full"}
+    # a checkpoint with a guidance-distilled student: its step counts, with either decoder
+    student = {s.name for s in settings(True, True, (4, 2, 1))} - rows
+    assert student == {f"steps{k}/distilled/{d}" for k in (4, 2, 1) for d in ("full", "fast")}
 
 
 @pytest.mark.slow
@@ -43,8 +55,8 @@ def test_bench_with_no_flag_measures_one_table_and_writes_its_keys(tmp_path, cap
     for key in ("matmul_flops_per_s", "rtf_default", "rtf", "time_shares", "step_cost_ratio_3s_1s",
                 "train_mfu_tiny"):
         assert key in r, key
-    assert r["projection"]["h100_rtf_real"] == r["projection"]["real"]["rtf"]["steps4/guided/full"]
-    assert set(r["rtf"]) == {s.name for s in settings(True, True)} and all(v > 0 for v in r["rtf"].values())
+    assert r["projection"]["h100_rtf_real"] == r["projection"]["real"]["rtf"]["steps2/guided/taef1"]
+    assert set(r["rtf"]) == {s.name for s in settings(True, True, (4, 2, 1))} and all(v > 0 for v in r["rtf"].values())
     shares = r["time_shares"]
     assert set(shares) == {*PARTS, "other"} and all(0 <= v <= 1 for v in shares.values())
     assert shares["decoder"] > 0 and shares["backbone"] > 0 and shares["vae_decode"] > 0

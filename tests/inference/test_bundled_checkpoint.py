@@ -42,6 +42,13 @@ def generated(pipe):
     return frames, [speech_envelope(a, frames.shape[1]) for a in tracks]
 
 
+@pytest.fixture(scope="module")
+def distilled(pipe, generated):
+    """The checkpoint's guidance-distilled student, 2 steps (one pass each, no unguided branch)."""
+    frames = pipe.frames(EXAMPLES / "left.wav", EXAMPLES / "right.wav", guidance_mode="distilled", euler_steps=2)
+    return frames, generated[1]
+
+
 def test_bundled_checkpoint_renders_both_people_at_least_128_pixels_tall(generated):
     frames, envelopes = generated
     assert frames.shape[0] == 2 and frames.shape[2] >= 128 and frames.shape[-1] == 3
@@ -50,7 +57,9 @@ def test_bundled_checkpoint_renders_both_people_at_least_128_pixels_tall(generat
 
 
 @pytest.mark.parametrize("person", [0, 1])
-def test_the_speaker_moves_the_mouth_with_the_speech_and_the_listener_keeps_it_closed(generated, person):
+@pytest.mark.parametrize("sampler", ["default", "distilled"])
+def test_the_speaker_moves_the_mouth_with_the_speech_and_the_listener_keeps_it_closed(request, sampler, person):
+    generated = request.getfixturevalue("generated" if sampler == "default" else "distilled")
     frames, envelopes = generated
     score = score_person(frames[person], envelopes[person], envelopes[1 - person])
     assert score.mouth_corr > MIN_CORR

@@ -135,7 +135,7 @@ def test_cli_api_and_evaluation_generate_with_the_checkpoints_settings(checkpoin
         pipe.options(guidanse=2.0)
 
 
-@pytest.mark.parametrize("case", ["stereo_as_left", "empty", "missing", "not_audio", "no_face"])
+@pytest.mark.parametrize("case", ["stereo_as_left", "empty", "missing", "not_audio", "no_face", "no_student"])
 def test_bad_input_is_one_line_and_nonzero_exit(checkpoint, wavs, tmp_path, case):
     left, right = str(wavs[0]), str(wavs[1])
     extra = []
@@ -155,12 +155,15 @@ def test_bad_input_is_one_line_and_nonzero_exit(checkpoint, wavs, tmp_path, case
 
         Image.fromarray(np.full((300, 200, 3), 128, np.uint8)).save(tmp_path / "wall.png")
         extra = ["--left-ref", str(tmp_path / "wall.png")]
+    elif case == "no_student":
+        extra = ["--guidance-mode", "distilled"]
     result = subprocess.run([sys.executable, "-m", "dyadgen.cli", "infer", "--left", left, "--right", right,
                              "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4"), *extra],
                             capture_output=True, text=True)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    named = {"stereo_as_left": left, "empty": left, "missing": right, "not_audio": left, "no_face": "wall.png"}[case]
+    named = {"stereo_as_left": left, "empty": left, "missing": right, "not_audio": left, "no_face": "wall.png",
+             "no_student": "no guidance-distilled student"}[case]
     assert named in lines[0]
     assert not (tmp_path / "o.mp4").exists()

@@ -226,3 +226,18 @@ def test_real_preset_counts_on_the_meta_device():
     assert abs(lm / 1e9 - 3.09) < 0.01  # Qwen2.5-3B with tied embeddings
     tokens = torch.zeros(2, 8, dtype=torch.long, device="meta")
     assert model.backbone.step_len == 3 * 8 + 2 * 4 and tokens.is_meta
+
+
+@pytest.mark.slow
+def test_the_compiled_decoder_step_gives_the_eager_result():
+    """--compile (torch.compile of the decoder step, inductor on the CPU) changes the speed, not the video."""
+    model = tiny_model()
+    tokens, _, refs = dialogue(T=3 * model.cfg.chunk_frames)
+    eager = model.generate(tokens, refs, euler_steps=2, guidance=2.0, seed=1)
+    model.decoder.use_compiled()
+    try:
+        compiled = model.generate(tokens, refs, euler_steps=2, guidance=2.0, seed=1)
+    finally:
+        model.decoder.use_compiled(False)
+    assert torch.allclose(compiled, eager, atol=1e-4)
+    assert torch.equal(model.generate(tokens, refs, euler_steps=2, guidance=2.0, seed=1), eager)  # eager again
