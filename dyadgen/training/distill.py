@@ -27,7 +27,8 @@ The student starts as a copy of the teacher's decoder, its guidance and span emb
 as the conditional velocity); the backbone, the tokenizer and the VAE stay the teacher's. The result is the
 teacher's inference folder with the student beside the decoder (``DyadGen.student``, under ``student.``
 in model.safetensors), whose ``infer`` section says ``guidance_mode: distilled`` and the chosen step
-count; ``--guidance-mode batched`` still samples the teacher from the same folder.
+count (unless ``make_default`` is false); ``--guidance-mode batched`` still samples the teacher from the
+same folder.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class GuidanceDistillConfig:
     data: str = "data/synth"  # a corpus in SocioEmoDialog's layout whose audio the teacher generates from
     out: str = "runs/distilled"  # the student's inference folder
     steps: tuple[int, ...] = (4, 2, 1)  # the Euler step counts the student is distilled for (each divides the largest)
-    default_steps: int = 2  # the step count the student's folder generates with by default
+    default_steps: int = 2  # the step count the student generates with when it is the folder's default
+    make_default: bool = True  # the written folder generates with the student unless told otherwise
     guidance_range: tuple[float, float] = (1.0, 3.0)  # guidance scales drawn in training (the teacher's default inside)
     record_seconds: float = 12.0  # seconds of each dialogue the teacher generates to record the decoder's inputs
     max_dialogues: int = 24  # training dialogues recorded
@@ -321,7 +323,8 @@ def distill_guidance(cfg: GuidanceDistillConfig) -> Path:
                 "history": history, "config": asdict(cfg)}
     model = with_student(folder.model, student)
     config = copy.deepcopy(folder.config)
-    config.infer = replace(config.infer, guidance_mode="distilled", euler_steps=cfg.default_steps)
+    if cfg.make_default:
+        config.infer = replace(config.infer, guidance_mode="distilled", euler_steps=cfg.default_steps)
     out = save_inference_folder(cfg.out, config, model, folder.tokenizer, folder.vae, folder.identities or None)
     write_text_atomic(out / "distillation.json", json.dumps(measures, indent=2))
     return out
