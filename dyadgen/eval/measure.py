@@ -123,8 +123,8 @@ def save(path: Path, people: list[dict[str, np.ndarray]], extra: dict[str, np.nd
 
 def load(path: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """A window's measures: per person (landmarks, mouth, pose, ...) and the rest. A frame whose landmark
-    fit collapsed (:func:`face.collapsed_fit`) has no mouth opening (NaN: no face there), so a collapsed
-    fit on a smeared face never reads as an open mouth) and counts as not found."""
+    fit collapsed (:func:`face.collapsed_fit`) has no mouth opening (NaN, as where no face was found) and
+    counts as not found, so a collapsed fit on a smeared face never reads as an open mouth."""
     people: list[dict[str, np.ndarray]] = [{}, {}]
     extra = {}
     with np.load(path) as z:

@@ -169,6 +169,11 @@ def record_rows(folder: InferenceFolder, inputs: Iterator[tuple[str, Tensor, Ten
     return Rows.cat(parts)
 
 
+def chunk_noise(decoder: FlowDecoder, n: int, generator: torch.Generator) -> Tensor:
+    """Noise [n,C,c,h,w] for n chunks of ``decoder``'s shape."""
+    return torch.randn((n, decoder.chunk_frames, *decoder.latent_shape), generator=generator)
+
+
 def guided_solution(teacher: FlowDecoder, rows: Rows, noise: Tensor, guidance: Tensor,
                     steps: int) -> tuple[Tensor, Tensor]:
     """The teacher's guided Euler solution: (states [steps+1,N,C,c,h,w] from noise to data, grid [steps+1])."""
@@ -200,8 +205,7 @@ def distillation_targets(states: Tensor, grid: Tensor, steps: tuple[int, ...],
 def velocity_error(student: FlowDecoder, teacher: FlowDecoder, rows: Rows, guidance: float, seed: int) -> float:
     """Relative error |v_student - v_teacher| / |v_teacher| of the one-pass velocity against the teacher's
     guided velocity, at the teacher's states of a K-step solution (every interval, held-out rows)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(rows.cond.prev.shape[:1] + (teacher.chunk_frames, *teacher.latent_shape), generator=g)
+    noise = chunk_noise(teacher, len(rows), torch.Generator().manual_seed(seed))
     scale = torch.full((len(rows),), guidance)
     K = max(student.cfg.distilled_steps)
     states, grid = guided_solution(teacher, rows, noise, scale, K)
@@ -220,8 +224,7 @@ def sample_errors(student: FlowDecoder, teacher: FlowDecoder, rows: Rows, guidan
                   seed: int) -> dict[str, float]:
     """RMS distance of each k-step sample from the teacher's K-step guided sample (same noise), for the
     student and for the teacher unguided in k steps; and the teacher sample's own RMS (the scale)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(rows.cond.prev.shape[:1] + (teacher.chunk_frames, *teacher.latent_shape), generator=g)
+    noise = chunk_noise(teacher, len(rows), torch.Generator().manual_seed(seed))
     K = max(student.cfg.distilled_steps)
     reference = guided_solution(teacher, rows, noise, torch.full((len(rows),), guidance), K)[0][-1]
     rms = lambda x: float(x.pow(2).mean().sqrt())  # noqa: E731
@@ -273,7 +276,7 @@ def train_student(student: FlowDecoder, teacher: FlowDecoder, rows: Rows, cfg: G
     for step in bar:
         batch = rows.take(torch.randint(len(rows), (cfg.batch_size,), generator=gen))
         scale = lo + (hi - lo) * torch.rand(cfg.batch_size, generator=gen)  # [N]
-        noise = torch.randn((cfg.batch_size, teacher.chunk_frames, *teacher.latent_shape), generator=gen)
+        noise = chunk_noise(teacher, cfg.batch_size, gen)
         states, grid = guided_solution(teacher, batch, noise, scale, K)
         x0, t0, span, target = distillation_targets(states, grid, cfg.steps, gen)
         loss = (student.velocity(x0, t0, batch.cond, scale, span) - target).pow(2).mean()
