@@ -1,11 +1,14 @@
-"""Does a checkpoint's speaker move more than its listener on real human speech it never heard?
+"""Does a checkpoint's speaker move more than its listener on real human speech it never heard (and does
+its listener keep its face through a long dialogue)?
 
-    python scripts/real_speech_check.py [--checkpoint DIR] [--seconds 60] [--out real_speech]
+    python scripts/real_speech_check.py [--checkpoint DIR] [--seconds 60] [--out real_speech] [--voices espeak]
 
 The dialogue: turns that alternate between two real speakers that training corpora never hold (the
 held-out packaged voices of dyadgen.data.voices: codec2-examples' david4.wav and pocketsphinx-testdata's
 LibriVox reading; apt-get install codec2-examples pocketsphinx-testdata), left then right, gaps of
-0.2-0.6 s. The model generates once (the checkpoint's sampler settings unless a flag changes one, its
+0.2-0.6 s (``--voices espeak``: two espeak-ng voices drawn from ``--seed`` saying the synthetic corpus's
+phrases instead, the voices the bundled model was trained on, for a long dialogue beside its training
+clips). The model generates once (the checkpoint's sampler settings unless a flag changes one, its
 default identities) and both decoders turn the same latents into pictures; per decoder and person the
 motion contrast (dyadgen.eval.motion.motion_contrast: how much the picture changes while they speak over
 while only the partner speaks) and the mouth opening while speaking and while listening. A model that
@@ -25,7 +28,7 @@ import torch
 from PIL import Image
 
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from dyadgen.data.voices import Voice, packaged_voices, speak
+from dyadgen.data.voices import PHRASES, Voice, have_espeak, packaged_voices, speak
 from dyadgen.errors import UserError
 from dyadgen.eval.motion import motion_contrast, mouth_opening
 from dyadgen.inference.pipeline import DyadGenPipeline
@@ -33,20 +36,30 @@ from dyadgen.io.audio import write_wav
 from dyadgen.io.video import VideoWriter
 
 
-def dialogue(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tracks float32 [P,N] at 16 kHz and who speaks, bool [P,T] per frame."""
-    speakers = packaged_voices(held_out=True)
-    if len(speakers) < 2:
+def speakers(kind: str, rng: np.random.Generator) -> list[Voice]:
+    """The two voices of the dialogue: the held-out packaged recordings, or two espeak-ng voices."""
+    if kind == "espeak":
+        if not have_espeak():
+            raise UserError("--voices espeak: espeak-ng is not installed (apt-get install espeak-ng)")
+        return [Voice.random(rng) for _ in range(2)]
+    recorded = packaged_voices(held_out=True)
+    if len(recorded) < 2:
         raise UserError("the held-out real voices are not installed: apt-get install codec2-examples "
                         "pocketsphinx-testdata")
+    return [Voice(50, 160, 150.0, recorded=s) for s in recorded[:2]]
+
+
+def dialogue(seconds: float, seed: int, kind: str = "real") -> tuple[np.ndarray, np.ndarray]:
+    """Tracks float32 [P,N] at 16 kHz and who speaks, bool [P,T] per frame."""
     rng = np.random.default_rng(seed)
-    voices = [Voice(50, 160, 150.0, recorded=s) for s in speakers[:2]]
+    voices = speakers(kind, rng)
     n = int(seconds * SAMPLE_RATE) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
     tracks = np.zeros((2, n), np.float32)
     speaking = np.zeros((2, n // SAMPLES_PER_FRAME), bool)
     cursor, side = int(0.5 * SAMPLE_RATE), 0
     while cursor < n - SAMPLE_RATE:
-        audio = speak("", voices[side], rng)[: n - cursor]
+        text = "".join(rng.choice(PHRASES, size=int(rng.integers(1, 3)), replace=False))  # (a recording says its own)
+        audio = speak(text, voices[side], rng)[: n - cursor]
         tracks[side, cursor: cursor + len(audio)] = audio
         speaking[side, cursor // SAMPLES_PER_FRAME: -(-(cursor + len(audio)) // SAMPLES_PER_FRAME)] = True
         cursor += len(audio) + int(rng.uniform(0.2, 0.6) * SAMPLE_RATE)
@@ -63,22 +76,27 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI")
+    parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None)
+    parser.add_argument("--context-noise", type=float, default=None, help="default: the checkpoint's")
+    parser.add_argument("--voices", choices=["real", "espeak"], default="real")
     args = parser.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tracks, speaking = dialogue(args.seconds, args.seed)
+    tracks, speaking = dialogue(args.seconds, args.seed, args.voices)
     write_wav(out / "dialogue.wav", tracks)
     pipe = DyadGenPipeline.from_pretrained(args.checkpoint, device="cpu")
     folder = pipe.folder
     infer = pipe.options(guidance=args.guidance, guidance_rescale=args.guidance_rescale, seed=args.seed,
-                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None)
-    report = {"checkpoint": str(args.checkpoint or "bundled"), "seconds": args.seconds,
-              "speakers": [s.name for s in packaged_voices(held_out=True)[:2]],
-              "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in infer.sampler().items()}}
-    tokens = torch.stack([folder.tokenizer.encode(t) for t in tracks])  # [P,T]
+                         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+                         unconditional_audio=args.unconditional_audio, context_noise=args.context_noise)
+    report = {"checkpoint": str(args.checkpoint or "bundled"), "seconds": args.seconds, "voices": args.voices,
+              "speakers": [s.name for s in packaged_voices(held_out=True)[:2]] if args.voices == "real" else "espeak",
+              "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in infer.sampler().items()},
+              "unconditional_audio": infer.unconditional_audio}
+    tokens, unconditional = pipe.audio_codes(tracks, infer)  # [P,T] each
     with torch.no_grad():  # one generation, decoded by each decoder: the decoders alone differ
-        latents = folder.model.generate(tokens, pipe.references(None, None),
+        latents = folder.model.generate(tokens, pipe.references(None, None), unconditional=unconditional,
                                         **infer.sampler())  # [P,T,c,h,w]
     decoders = [("full", False)] + ([("fast", True)] if folder.vae.fast_decoder is not None else [])
     for name, fast in decoders:

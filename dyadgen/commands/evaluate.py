@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-mode", choices=["batched", "separate", "distilled"], default=None,
                         help="classifier-free guidance (batched or separate) or the checkpoint's guidance-distilled "
                              "student (default: the checkpoint's)")
+    parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None,
+                        help="what guidance steers away from: the null code on both tracks, or both tracks silent "
+                             "(a silent listener's own track then adds nothing) (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default: the GPU when there is one), cpu or cuda")
     parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16", "fp16"],
@@ -39,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_eval_config(args.eval_config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
                                          "euler_steps": args.steps, "guidance": args.guidance,
-                                         "guidance_mode": args.guidance_mode, "seed": args.seed,
+                                         "guidance_mode": args.guidance_mode,
+                                         "unconditional_audio": args.unconditional_audio, "seed": args.seed,
                                          "device": args.device, "dtype": args.dtype, "videos": args.videos})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
     scores = score(Path(args.out), SYSTEMS, result.missing_networks, result.network_sources)

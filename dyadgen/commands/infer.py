@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier-free guidance with the decoder's two branches in one batched call or in "
                              "two, or the checkpoint's guidance-distilled student (one pass per step; --steps 4, 2 "
                              "or 1) (default: the checkpoint's)")
+    parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None,
+                        help="what guidance steers away from: the null code on both tracks, or both tracks silent "
+                             "(a silent listener's own track then adds nothing) (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     options = pipe.options(  # the checkpoint's settings, changed where a flag is given
         euler_steps=args.steps, guidance=args.guidance, seed=args.seed, layout=args.layout,
         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-        guidance_rescale=args.guidance_rescale, guidance_mode=args.guidance_mode, left_emotion=args.left_emotion,
+        guidance_rescale=args.guidance_rescale, guidance_mode=args.guidance_mode,
+        unconditional_audio=args.unconditional_audio, left_emotion=args.left_emotion,
         right_emotion=args.right_emotion,
         max_seconds=args.max_seconds, fast_decoder=args.fast_decoder or None,
         compile=args.compile or None)

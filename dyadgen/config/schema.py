@@ -201,6 +201,10 @@ class InferConfig:
     # the decoder's conditional and unconditional branches in one batched call, or in two calls; or
     # "distilled": the checkpoint's guidance-distilled student, one pass per step (no interval, no rescale)
     guidance_mode: Literal["batched", "separate", "distilled"] = "batched"
+    # the unconditional branch's audio: the null code on both tracks (what audio dropout trains), or both
+    # tracks silent (the tokenizer's codes of digital silence): guidance then pushes from "nobody speaks"
+    # toward the dialogue, and a listener's silent track is the same in both branches, so it adds nothing
+    unconditional_audio: Literal["null", "silence"] = "null"
     seed: int = 0
     context_noise: float = 0.0  # noise level on the previous chunk before it conditions the next (training: 0..max)
     layout: Literal["side-by-side", "separate"] = "side-by-side"

@@ -96,7 +96,7 @@ def fit_basis(landmarks: list[np.ndarray], components: int = COMPONENTS) -> Moti
     """The expression PCA of ground-truth training landmarks (a list of [T,68,2], NaN where no face)."""
     from sklearn.decomposition import PCA  # optional (the eval extra): imported on first use
 
-    shapes = np.concatenate([normalised_shapes(lm)[~face.collapsed_fit(lm)] for lm in landmarks])  # [N,136]
+    shapes = np.concatenate([normalised_shapes(lm) for lm in landmarks])  # [N,136]
     shapes = shapes[np.isfinite(shapes).all(axis=1)]
     if len(shapes) <= components:
         raise ValueError(f"{len(shapes)} ground-truth frames with a face: too few to fit the motion basis")
@@ -105,10 +105,8 @@ def fit_basis(landmarks: list[np.ndarray], components: int = COMPONENTS) -> Moti
 
 
 def groups(landmarks: np.ndarray, pose: np.ndarray, basis: MotionBasis) -> dict[str, np.ndarray]:
-    """One person's landmarks [T,68,2] and head pose [T,3] -> {group: features [T,D]} (NaN rows: no face,
-    or a collapsed fit; see :func:`face.collapsed_fit`)."""
+    """One person's landmarks [T,68,2] and head pose [T,3] -> {group: features [T,D]} (NaN rows: no face)."""
     with np.errstate(invalid="ignore"):
-        landmarks = np.where(face.collapsed_fit(landmarks)[:, None, None], np.nan, landmarks)
         expression = (normalised_shapes(landmarks) - basis.mean_shape) @ basis.components.T  # [T,K]
         pose = np.where(np.isnan(landmarks).any(axis=(1, 2))[:, None], np.nan, np.asarray(pose, np.float64))
         return {"exp": expression, "jaw": jaw_features(landmarks), "pose": pose}

@@ -155,7 +155,8 @@ def mouth_opening(lm: np.ndarray) -> np.ndarray:
 def collapsed_fit(landmarks: np.ndarray) -> np.ndarray:
     """bool [T]: frames whose landmark fit collapsed (the eyes' centres under a pixel apart, or all 68 points
     within 2 px of their mean), as dlib does on a smeared face. Divided by their eye distance, such a fit
-    reads as an expression 10^5 times larger than any face's (one frame of it made a window's FD 10^11)."""
+    reads as an expression 10^5 times larger than any face's (one frame of it made a window's FD 10^11) and
+    as a wide-open mouth, so the tracker reports such a frame as one without a face."""
     eyes = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=-1)  # [T]
     spread = np.sqrt(((landmarks - landmarks.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))  # [T] RMS radius
     return (eyes < 1.0) | (spread < 2.0)
@@ -335,7 +336,8 @@ class Tracker:
         return None
 
     def step(self, frame: np.ndarray, t: int) -> tuple[np.ndarray | None, bool]:
-        """Landmarks [68,2] of this frame (None when no face is tracked) and whether a detection backs them."""
+        """Landmarks [68,2] of this frame (None when no face is tracked, or where the fit collapsed: see
+        :func:`collapsed_fit`; the box then stays where the face was) and whether a detection backs them."""
         if not self.detected_once:  # no face detected yet: look on every detector frame, else hold the prior
             if self.box is None or t % self.detect_every == 0:
                 found = detections(frame)
@@ -346,8 +348,11 @@ class Tracker:
                 if self.prior is None:
                     return None, False
                 self.box = self.prior
-            return landmarks(frame, self.box), False
-        lm = landmarks(frame, self.box)
+            return _fit(frame, self.box), False
+        lm = _fit(frame, self.box)
+        if lm is None:
+            self.supported = False
+            return None, False
         carried = box_from_landmarks(lm, *self.calibration)
         jumped = _jumped(carried, self.box)
         if t % self.detect_every == 0 or jumped:
@@ -360,12 +365,20 @@ class Tracker:
         self.box = carried
         return lm, self.supported
 
-    def _start(self, frame: np.ndarray, box: Box) -> np.ndarray:
-        """Take a detection: fit its landmarks [68,2] and learn how this detector's boxes sit on them."""
-        lm = landmarks(frame, box)
-        self.calibration = _box_fit(box, lm)
-        self.box, self.supported, self.far, self.detected_once = box, True, [], True
+    def _start(self, frame: np.ndarray, box: Box) -> np.ndarray | None:
+        """Take a detection: fit its landmarks [68,2] and learn how this detector's boxes sit on them (not
+        from a collapsed fit: the box is taken, the calibration kept)."""
+        lm = _fit(frame, box)
+        if lm is not None:
+            self.calibration = _box_fit(box, lm)
+        self.box, self.supported, self.far, self.detected_once = box, lm is not None, [], True
         return lm
+
+
+def _fit(frame: np.ndarray, box: Box) -> np.ndarray | None:
+    """The landmarks [68,2] fitted in ``box``, or None where the fit collapsed (a frame without a face)."""
+    lm = landmarks(frame, box)
+    return None if collapsed_fit(lm[None])[0] else lm
 
 
 class TrackBuilder:

@@ -48,8 +48,8 @@ class EvaluationRun:
 
 
 def _settings(checkpoint: Path, cfg: EvalConfig, options: InferConfig) -> dict:
-    sampler = ("euler_steps", "guidance", "guidance_interval", "guidance_rescale", "guidance_mode", "context_noise",
-               "seed")
+    sampler = ("euler_steps", "guidance", "guidance_interval", "guidance_rescale", "guidance_mode",
+               "unconditional_audio", "context_noise", "seed")
     return {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
             "dtype": cfg.dtype, **{k: _plain(getattr(options, k)) for k in sampler}, "weights": asdict(cfg.weights)}
 
@@ -110,10 +110,10 @@ def _synthetic_scores(frames: np.ndarray, truth: GroundTruth) -> dict[str, np.nd
 
 
 def generation_options(pipe, cfg: EvalConfig) -> InferConfig:
-    """The checkpoint's settings with the evaluation's Euler steps, guidance and guidance mode (None: the
-    checkpoint's) and seed."""
+    """The checkpoint's settings with the evaluation's Euler steps, guidance, guidance mode and unconditional
+    audio (None: the checkpoint's) and seed."""
     return pipe.options(euler_steps=cfg.euler_steps, guidance=cfg.guidance, guidance_mode=cfg.guidance_mode,
-                        seed=cfg.seed)
+                        unconditional_audio=cfg.unconditional_audio, seed=cfg.seed)
 
 
 def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = True) -> EvaluationRun:

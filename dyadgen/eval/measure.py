@@ -16,9 +16,10 @@ from dyadgen.eval.lipsync import lse_clip, lse_runs
 from dyadgen.eval.networks import inception, run_on
 
 # what a cached measurement holds; an output folder measured under another version is refused, not mixed
-VERSION = 4  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
+VERSION = 5  # 2: the tracker that stays on its person, consistent head pose, per-clip LSE, skimage SSIM, boxes;
 # 3: per-frame emotion in truth.npz, the emotion probe's training set, the emotion condition check;
-# 4: eye openness NaN where a fit collapsed the eye (was up to ~1e6)
+# 4: eye openness NaN where a fit collapsed the eye (was up to ~1e6);
+# 5: a frame whose whole landmark fit collapsed is a frame without a face (face.collapsed_fit, in the tracker)
 FID_EVERY = 5  # frames between Inception features (neighbouring frames add little to FID)
 FVD_FRAMES = 16  # frames per I3D clip
 FVD_STRIDE = 8  # frames between the starts of consecutive clips: clips overlap by half
@@ -122,9 +123,7 @@ def save(path: Path, people: list[dict[str, np.ndarray]], extra: dict[str, np.nd
 
 
 def load(path: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """A window's measures: per person (landmarks, mouth, pose, ...) and the rest. A frame whose landmark
-    fit collapsed (:func:`face.collapsed_fit`) has no mouth opening (NaN, as where no face was found) and
-    counts as not found, so a collapsed fit on a smeared face never reads as an open mouth."""
+    """A window's measures: per person (landmarks, mouth, pose, ...) and the rest."""
     people: list[dict[str, np.ndarray]] = [{}, {}]
     extra = {}
     with np.load(path) as z:
@@ -134,10 +133,4 @@ def load(path: Path) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]
                 people[int(p)][key] = z[name]
             else:
                 extra[name] = z[name]
-    for person in people:
-        if "landmarks" in person and "mouth" in person:
-            lost = face.collapsed_fit(person["landmarks"])  # [T]
-            person["mouth"] = np.where(lost, np.nan, person["mouth"])
-            if "found" in person:
-                person["found"] = person["found"] & ~lost
     return people, extra

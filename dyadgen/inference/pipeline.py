@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import repeat
 from huggingface_hub import snapshot_download
 from torch.profiler import record_function
 from tqdm.auto import tqdm
@@ -147,12 +148,25 @@ class DyadGenPipeline:
         for decoder in (self.model.decoder, self.model.student):
             if decoder is not None:
                 decoder.use_compiled(opt.compile)
-        with record_function("dyadgen.tokenizer"):
-            tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
+        tokens, unconditional = self.audio_codes(audio, opt)
         refs = self.references(left_ref, right_ref)
         emotion = self.emotions(opt.left_emotion or None, opt.right_emotion or None)
-        chunks = self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text or None, **opt.sampler())
+        chunks = self.model.generate_stream(tokens, refs, emotion=emotion, text=opt.text or None,
+                                            unconditional=unconditional, **opt.sampler())
         return -(-tokens.shape[1] // self.model.cfg.chunk_frames), chunks
+
+    def audio_codes(self, audio: np.ndarray, opt: InferConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both tracks [P,N] at 16 kHz -> their codes long [P,T] and the guidance's unconditional codes
+        [P,T] (None: the null code; both tracks' codes of digital silence under ``unconditional_audio``
+        silence): what ``DyadGen.generate(tokens, refs, unconditional=...)`` takes."""
+        if opt.unconditional_audio not in ("null", "silence"):
+            raise UserError(f"--unconditional-audio {opt.unconditional_audio}: choose null or silence")
+        with record_function("dyadgen.tokenizer"):
+            tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
+            if opt.unconditional_audio == "null":
+                return tokens, None
+            silent = self.folder.tokenizer.encode(np.zeros_like(audio[0]))  # [T]
+        return tokens, repeat(silent, "t -> p t", p=len(audio)).to(self.device)  # [P,T]
 
     def frames(self, left=None, right=None, *, dialogue=None, left_ref=None, right_ref=None,
                options: InferConfig | None = None, **changes) -> np.ndarray:

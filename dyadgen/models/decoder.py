@@ -228,7 +228,7 @@ class FlowDecoder(nn.Module):
             raise ValueError(f"guidance_mode {guidance_mode!r}: choose batched or separate")
         grid = flow.time_grid(euler_steps, self.mu, device=noise.device)
 
-        def conditional(x: Tensor, t: Tensor) -> Tensor:
+        def conditional(x: Tensor, t: Tensor, span: Tensor | None = None) -> Tensor:
             return self.velocity(x, t, cond)
 
         if uncond is None or guidance == 1.0:
@@ -236,7 +236,7 @@ class FlowDecoder(nn.Module):
         both = cond.with_branch(uncond)
         low, high = guidance_interval
 
-        def guided(x: Tensor, t: Tensor) -> Tensor:
+        def guided(x: Tensor, t: Tensor, span: Tensor) -> Tensor:
             if not low <= float(t[0]) <= high:
                 return conditional(x, t)
             return self.guided_velocity(x, t, cond, uncond, guidance, guidance_rescale, guidance_mode, both=both)
@@ -273,12 +273,9 @@ class FlowDecoder(nn.Module):
         if euler_steps not in self.cfg.distilled_steps:
             raise ValueError(f"{euler_steps} Euler steps: this student was distilled for "
                              f"{', '.join(map(str, sorted(self.cfg.distilled_steps)))} steps")
-        grid = flow.time_grid(euler_steps, self.mu, device=noise.device)
-        x = noise
         scale = noise.new_full((noise.shape[0],), float(guidance))  # [N]
-        for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
-            x = x + (t1 - t0) * self.velocity(x, t0.expand(x.shape[0]), cond, scale, (t0 - t1).expand(x.shape[0]))
-        return x
+        return flow.euler_solve(lambda x, t, span: self.velocity(x, t, cond, scale, span), noise,
+                                flow.time_grid(euler_steps, self.mu, device=noise.device))
 
 
 def guidance_input(guidance: Tensor) -> Tensor:

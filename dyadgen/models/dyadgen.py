@@ -306,6 +306,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                         text: str | None = None, euler_steps: int = 4, guidance: float = 1.0, seed: int = 0,
                         context_noise: float = 0.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
                         guidance_rescale: float = 0.0, guidance_mode: str = "batched",
+                        unconditional: Tensor | None = None,
                         callback: Callable[[int, int, Tensor], None] | None = None,
                         observe: Callable[[ChunkCondition, ChunkCondition | None, Tensor], None] | None = None,
                         ) -> Iterator[Tensor]:
@@ -314,7 +315,8 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         tokens long [P,T] (each person's own audio codes), refs [P,c,h,w], emotion long [P,T] or [P]
         (per frame or one label per person), text: one prompt for the dialogue. With guidance != 1 the
         unconditional branch (both audio tracks null) runs as two more batch elements with their own
-        KV cache, fed the same generated motion; guidance_interval, guidance_rescale and guidance_mode: see
+        KV cache, fed the same generated motion (``unconditional``: its audio codes long [P,T] instead, e.g.
+        both tracks silent); guidance_interval, guidance_rescale and guidance_mode: see
         :meth:`FlowDecoder.sample`; "distilled" samples with the model's guidance-distilled ``student``
         and runs no unconditional branch at all, the guidance scale being the student's input (the interval
         and the rescale do not apply: the student learnt its teacher's plain guidance).
@@ -329,6 +331,12 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         C = self.cfg.chunk_frames
         S = -(-T // C)
         tokens = F.pad(tokens, (0, S * C - T), value=self.pad_id)  # [P,S C]
+        if unconditional is None:
+            unconditional = torch.full_like(tokens, self.null_id)
+        elif unconditional.shape != (P, T):
+            raise ValueError(f"unconditional audio codes of shape {tuple(unconditional.shape)}: expected {(P, T)}")
+        else:
+            unconditional = F.pad(unconditional.to(tokens), (0, S * C - T), value=self.pad_id)  # [P,S C]
         if emotion is not None and emotion.dim() == 1:
             emotion = emotion[:, None].expand(P, S * C)
         elif emotion is not None:
@@ -343,7 +351,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                              "(distil one with scripts/distill_guidance.py)")
         decoder = self.student if distilled else self.decoder
         guided = guidance != 1.0 and not distilled
-        branches = [tokens, torch.full_like(tokens, self.null_id)] if guided else [tokens]
+        branches = [tokens, unconditional] if guided else [tokens]
         all_tokens = torch.stack(branches)  # [G,P,S C], G branches, each a "batch element" of 2 people
         G = all_tokens.shape[0]
         audio = self.audio_windows(all_tokens)  # [G,P,S,C]

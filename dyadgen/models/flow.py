@@ -52,10 +52,14 @@ def time_grid(euler_steps: int, mu: float | None = None, device: torch.device | 
     return torch.cat([shifted, t.new_zeros(1)])
 
 
-def euler_solve(velocity: Callable[[Tensor, Tensor], Tensor], noise: Tensor, grid: Tensor) -> Tensor:
-    """Integrate dx/dt = v(x, t) from grid[0] (noise) to grid[-1] (data) with Euler steps."""
-    x = noise
+def euler_solve(velocity: Callable[[Tensor, Tensor, Tensor], Tensor], noise: Tensor, grid: Tensor, *,
+                states: bool = False) -> Tensor:
+    """Integrate dx/dt = v(x, t) from grid[0] (noise) to grid[-1] (data) with Euler steps; each step calls
+    ``velocity(x, t, span)`` with t [N] its start and span [N] = t0 - t1 its length (a few-step student reads
+    the span; other velocities ignore it). Returns x at grid[-1], or with ``states`` every state
+    [len(grid),N,...] from the noise to the data."""
+    x, visited = noise, [noise]
     for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
-        t = t0.expand(x.shape[0])
-        x = x + (t1 - t0) * velocity(x, t)
-    return x
+        x = x + (t1 - t0) * velocity(x, t0.expand(x.shape[0]), (t0 - t1).expand(x.shape[0]))
+        visited.append(x)
+    return torch.stack(visited) if states else x

@@ -160,6 +160,9 @@ def record_rows(folder: InferenceFolder, inputs: Iterator[tuple[str, Tensor, Ten
             raise UserError("the teacher's settings do not guide (infer.guidance 1): nothing to distil")
         parts.append(Rows(cond, uncond))
 
+    if folder.config.infer.unconditional_audio != "null":
+        raise UserError(f"infer.unconditional_audio {folder.config.infer.unconditional_audio}: guidance distillation "
+                        "records a teacher guided against the null code (set infer.unconditional_audio=null)")
     sampler = {**folder.config.infer.sampler(), "seed": seed}
     for _, tokens, refs in tqdm(inputs, total=total, desc=desc, unit="dialogue"):
         for _ in folder.model.generate_stream(tokens, refs, observe=observe, **sampler):
@@ -178,12 +181,10 @@ def guided_solution(teacher: FlowDecoder, rows: Rows, noise: Tensor, guidance: T
                     steps: int) -> tuple[Tensor, Tensor]:
     """The teacher's guided Euler solution: (states [steps+1,N,C,c,h,w] from noise to data, grid [steps+1])."""
     grid = flow.time_grid(steps, teacher.mu, device=noise.device)
-    states = [noise]
     with torch.no_grad():
-        for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
-            v = teacher.guided_velocity(states[-1], t0.expand(len(noise)), rows.cond, rows.uncond, guidance)
-            states.append(states[-1] + (t1 - t0) * v)
-    return torch.stack(states), grid
+        states = flow.euler_solve(lambda x, t, span: teacher.guided_velocity(x, t, rows.cond, rows.uncond, guidance),
+                                  noise, grid, states=True)
+    return states, grid
 
 
 def distillation_targets(states: Tensor, grid: Tensor, steps: tuple[int, ...],

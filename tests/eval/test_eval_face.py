@@ -146,3 +146,23 @@ def test_no_face_is_reported_not_invented():
     assert not track.found.any() and np.isnan(track.mouth_opening).all()
     track = face.track(blank, prior=face.prior_box((96, 96)))  # the crop rule's box: fitted, but not detected
     assert track.found.all() and not track.detected.any()
+
+
+def test_a_collapsed_fit_is_a_frame_without_a_face_and_the_track_goes_on(photo, monkeypatch):
+    """dlib's fit can collapse to a point on a smeared face (seen on a generated listener): that frame is
+    reported without a face (no mouth opening, no pose, no box), and the frames after it keep the face."""
+    image, _ = photo
+    frames = np.stack([image[CROP]] * 12)
+    frames[6] = 0  # the frame whose fit will collapse (marked so the patched fit can tell it)
+    fit = face.landmarks
+
+    def collapsing(frame, box):
+        lm = fit(frame if frame.any() else frames[0], box)
+        return lm.mean(0) + (lm - lm.mean(0)) * 0.01 if not frame.any() else lm  # all 68 points within a pixel
+
+    monkeypatch.setattr(face, "landmarks", collapsing)
+    track = face.track(frames)
+    assert track.found.tolist() == [t != 6 for t in range(12)]
+    assert np.isnan(track.mouth_opening[6]) and np.isnan(track.head_pose[6]).all() and np.isnan(track.boxes[6]).all()
+    assert np.allclose(track.landmarks[7], track.landmarks[5], atol=0.5)  # the same face, in the same place
+    assert np.isfinite(track.mouth_opening[[5, 7]]).all()

@@ -135,6 +135,24 @@ def test_cli_api_and_evaluation_generate_with_the_checkpoints_settings(checkpoin
         pipe.options(guidanse=2.0)
 
 
+def test_guidance_against_silence_leaves_a_silent_track_alone(checkpoint, wavs):
+    """--unconditional-audio silence: guidance steers from both tracks silent toward the dialogue, so where
+    nobody speaks it changes nothing (the same frames as no guidance), while speech is still guided."""
+    from dyadgen.inference.pipeline import DyadGenPipeline
+
+    pipe = DyadGenPipeline.from_pretrained(checkpoint, device="cpu")
+    with torch.no_grad():  # adaLN-zero: an untrained decoder's velocity is zero, and every sampler alike
+        for p in pipe.model.parameters():
+            if not p.any():
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    silent = np.zeros(24000, np.float32)
+    quiet = pipe.frames(silent, silent, guidance=1.5, unconditional_audio="silence")
+    assert np.abs(quiet.astype(int) - pipe.frames(silent, silent, guidance=1.0)).max() <= 1
+    assert np.abs(quiet.astype(int) - pipe.frames(silent, silent, guidance=1.5)).mean() > 1  # the null code differs
+    speech = pipe.frames(*wavs, guidance=1.5, unconditional_audio="silence")
+    assert np.abs(speech.astype(int) - pipe.frames(*wavs, guidance=1.0)).mean() > 1
+
+
 @pytest.mark.parametrize("case", ["stereo_as_left", "empty", "missing", "not_audio", "no_face", "no_student"])
 def test_bad_input_is_one_line_and_nonzero_exit(checkpoint, wavs, tmp_path, case):
     left, right = str(wavs[0]), str(wavs[1])

@@ -41,7 +41,7 @@ def test_euler_on_exact_gaussian_velocity_reaches_the_data_distribution():
     # data x0 ~ N(m, s^2), noise ~ N(0,1): the marginal velocity field is known in closed form
     m, s = 2.0, 0.5
 
-    def velocity(x, t):
+    def velocity(x, t, span):
         t = t.view(-1, 1)
         var = (1 - t) ** 2 * s**2 + t**2
         mean = (1 - t) * m
@@ -51,9 +51,12 @@ def test_euler_on_exact_gaussian_velocity_reaches_the_data_distribution():
         return (cov_eps - cov_x0) / var * (x - mean) - m
 
     noise = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0))
-    x = flow.euler_solve(velocity, noise, flow.time_grid(200))
+    states = flow.euler_solve(velocity, noise, flow.time_grid(200), states=True)
+    x = states[-1]
     assert abs(x.mean().item() - m) < 0.02
     assert abs(x.std().item() - s) < 0.02
+    assert states.shape == (201, *noise.shape) and torch.equal(states[0], noise)
+    assert torch.equal(flow.euler_solve(velocity, noise, flow.time_grid(200)), x)
 
 
 def test_time_sampler_and_shift_follow_flux():
