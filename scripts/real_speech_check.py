@@ -58,7 +58,7 @@ def dialogue(seconds: float, seed: int, kind: str = "real") -> tuple[np.ndarray,
     speaking = np.zeros((2, n // SAMPLES_PER_FRAME), bool)
     cursor, side = int(0.5 * SAMPLE_RATE), 0
     while cursor < n - SAMPLE_RATE:
-        text = "".join(rng.choice(PHRASES, size=int(rng.integers(1, 3)), replace=False))  # (a recording says its own)
+        text = "".join(rng.choice(PHRASES, size=int(rng.integers(1, 3)), replace=False)) if kind == "espeak" else ""
         audio = speak(text, voices[side], rng)[: n - cursor]
         tracks[side, cursor: cursor + len(audio)] = audio
         speaking[side, cursor // SAMPLES_PER_FRAME: -(-(cursor + len(audio)) // SAMPLES_PER_FRAME)] = True
