@@ -134,6 +134,9 @@ class ModelConfig:
     history_steps: int = 16  # W: whole steps the backbone attends back to (the KV cache besides the prefix)
     audio_lookahead: int = 1  # k frames of audio lookahead
     audio_dropout: float = 0.1  # both audio tracks -> null for a whole sample
+    # the partner's audio in the decoder's frame window -> null for a whole sample (the backbone keeps it), so
+    # the backbone's other stream has to carry the listener's reactions rather than the decoder alone
+    decoder_partner_dropout: float = 0.0
     emotion_dropout: float = 0.1
     text_dropout: float = 0.1
     context_noise_max: float = 0.1  # max noise level on resampler inputs and context frames

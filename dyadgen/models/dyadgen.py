@@ -242,6 +242,10 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         if self.training and 0 < cfg.decoder_steps_per_sample < S:
             pick = torch.randperm(S, generator=generator, device=dev)[: cfg.decoder_steps_per_sample].sort().values
         frame_audio = self.frame_audio(tokens, before, after).unflatten(2, (S, C))  # [B,P,S,C,A]
+        if self.training and cfg.decoder_partner_dropout > 0:
+            drop_partner = rand(B) < cfg.decoder_partner_dropout  # [B]: both people of a sample
+            partner = torch.arange(frame_audio.shape[-1], device=dev) > 2 * self.decoder_cfg.audio_context  # [A]
+            frame_audio = torch.where(drop_partner.view(B, 1, 1, 1, 1) & partner, self.null_id, frame_audio)
         chunk_cond = ChunkCondition(
             tokens=cond[:, :, pick].flatten(0, 2),  # [N,M,D], N = B P S'
             ref=repeat(refs, "b p c h w -> (b p s) c h w", s=len(pick)),  # [N,c,h,w]

@@ -104,13 +104,16 @@ def test_a_training_clip_is_generated_back_and_swapped_audio_moves_it_away(pipe)
     assert own - swapped > MIN_SWAP_DROP
 
 
-MIN_FAST_PSNR = 24.0  # dB, the fast decoder against the full one on faces it never saw (measured 25.9; the
-#                      one before its recoloured training copies: 20.7 with an 8-level colour shift)
+MIN_FAST_PSNR = 26.5  # dB, the fast decoder against the full one on people it never saw (measured 27.7 with a
+#                      1.4-level colour gap; before freshly drawn people joined its training: 25.9; before its
+#                      recoloured training copies: 20.7 with an 8-level colour shift)
+MAX_FAST_COLOUR_GAP = 2.5  # levels of 255, the largest difference of a colour channel's mean
 
 
 def test_the_fast_decoder_draws_what_the_full_decoder_draws_on_new_faces(pipe):
-    """--fast-decoder keeps the picture: on people drawn fresh (not the corpus's), under poses and mouth
-    openings, its frames lie within MIN_FAST_PSNR of the full decoder's, with the same colours."""
+    """--fast-decoder keeps the picture: on people drawn fresh (not the corpus's, and not the ones drawn for
+    its distillation), under poses and mouth openings, its frames lie within MIN_FAST_PSNR of the full
+    decoder's, with the same colours."""
     from dyadgen.data.faces import FaceLook, FacePose, draw_face
 
     rng = np.random.default_rng(123)
@@ -125,4 +128,4 @@ def test_the_fast_decoder_draws_what_the_full_decoder_draws_on_new_faces(pipe):
     fast = vae.decode_uint8(latents, fast=True).numpy().astype(np.float64)
     psnr = 10 * math.log10(255**2 / ((full - fast) ** 2).mean())
     assert psnr >= MIN_FAST_PSNR
-    assert np.abs(full.mean((0, 1, 2)) - fast.mean((0, 1, 2))).max() < 3  # the same colours, in levels
+    assert np.abs(full.mean((0, 1, 2)) - fast.mean((0, 1, 2))).max() < MAX_FAST_COLOUR_GAP  # the same colours

@@ -86,6 +86,36 @@ def test_every_trainable_parameter_gets_a_gradient_in_every_step(dropout):
     assert unused == []
 
 
+def test_decoder_partner_dropout_hides_the_partner_from_the_decoder_alone(monkeypatch):
+    """model.decoder_partner_dropout: in a dropped sample the decoder's frame window holds the null code where
+    the partner's audio was, while its own audio and the backbone's audio of both people stay; generation
+    (eval mode) always sees the partner."""
+    model = model_for("model.decoder_partner_dropout=1.0", "model.audio_dropout=0.0").train()
+    seen = {}
+    real_decoder, real_steps = model.decoder.forward, model.backbone.step_tokens
+
+    def decoder(x, cond, **kw):
+        seen["decoder"] = cond.audio.clone()  # [N,C,A]
+        return real_decoder(x, cond, **kw)
+
+    def steps(motion, audio, emotion):
+        seen["backbone"] = audio.clone()  # [B,P,S,C]
+        return real_steps(motion, audio, emotion)
+
+    monkeypatch.setattr(model.decoder, "forward", decoder)
+    monkeypatch.setattr(model.backbone, "step_tokens", steps)
+    b = batch()
+    model(b, generator=torch.Generator().manual_seed(5))
+    own = 2 * model.decoder_cfg.audio_context + 1
+    assert (seen["decoder"][..., own:] == model.null_id).all()
+    assert not (seen["decoder"][..., :own] == model.null_id).any()
+    assert not (seen["backbone"] == model.null_id).any()
+    model.eval()
+    with torch.no_grad():
+        model(b, generator=torch.Generator().manual_seed(5))
+    assert not (seen["decoder"] == model.null_id).any()
+
+
 def test_the_text_table_can_stay_frozen_and_out_of_the_optimizer():
     model = model_for("backbone.freeze_text_embeddings=true").train()
     table = model.backbone.lm.get_input_embeddings().weight
