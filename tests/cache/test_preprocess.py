@@ -49,6 +49,7 @@ def shard_contents(out: Path) -> dict[str, dict]:
     return contents
 
 
+@pytest.mark.slow  # fault injection: a preprocessing process killed halfway, then resumed
 def test_preprocess_writes_one_shard_per_video_and_resumes_after_a_kill(corpus, tmp_path):
     root, overrides = corpus
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -198,6 +199,7 @@ def three_videos(tmp_path_factory) -> tuple[Path, list[Path]]:
     return data, raws
 
 
+@pytest.mark.slow  # fault injection: a video that breaks halfway through encoding
 def test_a_video_that_breaks_halfway_is_skipped_and_the_rest_kept(corpus, three_videos, tmp_path):
     """Preprocess skips the broken middle video with a one-line reason naming the file, leaves
     nothing of it on disk, and writes the other two. (With decord, the face-box frames find the gap

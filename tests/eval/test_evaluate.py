@@ -13,6 +13,9 @@ pytest.importorskip("dlib")
 pytest.importorskip("sklearn")
 
 
+pytestmark = pytest.mark.slow  # one end-to-end `dyadgen evaluate` run (about a minute on 2 cores) all tests share
+
+
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     from dyadgen.cli import main

@@ -57,6 +57,7 @@ def test_trains_and_writes_metrics_checkpoints_and_an_inference_folder(train_dat
     assert loaded.identities["images"].shape == (2, 64, 48, 3)
 
 
+@pytest.mark.slow  # fault injection: a training run interrupted, saved and resumed
 def test_ctrl_c_saves_and_resume_continues_with_the_same_losses(train_data, tmp_path):
     steps = ["train.max_steps=6", "train.save_every=100"]
     whole = tmp_path / "whole"
