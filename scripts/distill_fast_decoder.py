@@ -71,9 +71,8 @@ def recoloured(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 def drawn_faces(n: int, height: int, width: int, rng: np.random.Generator) -> torch.Tensor:
     """``n`` people drawn fresh (dyadgen.data.faces: a random look each), each under a random pose and mouth
     opening: frames in [-1,1] [n,3,H,W]."""
-    faces = np.stack([draw_face(FaceLook.random(rng), FacePose(
-        mouth=rng.uniform(0, 1), nod=rng.uniform(0, 1), blink=bool(rng.random() < 0.2), smile=rng.uniform(-1, 1),
-        brows=rng.uniform(-1, 1)), height, width) for _ in range(n)])  # uint8 [n,H,W,3]
+    faces = np.stack([draw_face(FaceLook.random(rng), FacePose.random(rng), height, width)
+                      for _ in range(n)])  # uint8 [n,H,W,3]
     return torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
@@ -151,11 +150,11 @@ def main() -> None:
         z_aug = torch.cat([raw(vae, vae.encode(recoloured(x.float() / 127.5 - 1, generator)))
                            for _ in range(args.augment) for x in train_frames.split(256)]) if args.augment else None
     sets = {"encoded": (z_train if z_aug is None else torch.cat([z_train, z_aug]), z_held)}
-    if args.drawn:
-        rng = np.random.default_rng(args.seed)
-        with torch.no_grad():  # the held-out drawn people come from the same generator, after the training ones
-            sets["drawn"] = tuple(torch.cat([raw(vae, vae.encode(x)) for x in drawn_faces(
-                n, cfg.data.height, cfg.data.width, rng).split(256)]) for n in (args.drawn, 500))
+    if args.drawn:  # and 500 more people drawn after them, held out
+        with torch.no_grad():
+            z = raw(vae, vae.encode(drawn_faces(args.drawn + 500, cfg.data.height, cfg.data.width,
+                                                np.random.default_rng(args.seed))))  # [N,c,h,w]
+        sets["drawn"] = (z[: args.drawn], z[args.drawn:])
     if args.generated_seconds > 0:
         sets["generated"] = generated_latents(folder, args.data, args.generated_seconds, args.generated_videos,
                                               args.seed)
@@ -165,7 +164,6 @@ def main() -> None:
     net = student(vae.latent_channels, vae.factor, args.width, args.depth)
     if args.init:
         net.load_state_dict(load_fast_decoder(args.init).state_dict())  # a shape mismatch is an error here
-        net.requires_grad_(True).train()
     opt = torch.optim.AdamW(net.decoder.parameters(), lr=args.lr, weight_decay=0.0)
     start = time.monotonic()
     deadline, step = start + args.minutes * 60, 0

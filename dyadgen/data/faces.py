@@ -47,6 +47,12 @@ class FacePose:
     smile: float = 0.0  # mouth curve -1 (down) .. 1 (up)
     brows: float = 0.0  # brow tilt -1 (frown) .. 1 (raised)
 
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> FacePose:
+        """Any pose: mouth opening and nod uniform, a blink one time in five, smile and brows uniform."""
+        return cls(mouth=float(rng.uniform(0, 1)), nod=float(rng.uniform(0, 1)), blink=bool(rng.random() < 0.2),
+                   smile=float(rng.uniform(-1, 1)), brows=float(rng.uniform(-1, 1)))
+
 
 def draw_face(look: FaceLook, pose: FacePose, height: int, width: int) -> np.ndarray:
     """One frame uint8 [H,W,3] (RGB) of one person."""

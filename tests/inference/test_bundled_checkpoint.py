@@ -119,8 +119,7 @@ def test_the_fast_decoder_draws_what_the_full_decoder_draws_on_new_faces(pipe):
     rng = np.random.default_rng(123)
     vae = pipe.folder.vae
     H, W = pipe.size
-    poses = [FacePose(mouth=rng.uniform(0, 1), nod=rng.uniform(0, 1), blink=rng.random() < 0.2,
-                      smile=rng.uniform(-1, 1), brows=rng.uniform(-1, 1)) for _ in range(24)]
+    poses = [FacePose.random(rng) for _ in range(24)]
     faces = np.stack([draw_face(FaceLook.random(rng), pose, H, W) for pose in poses])  # uint8 [N,H,W,3]
     with torch.no_grad():
         latents = vae.encode(torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 127.5 - 1)  # [N,c,h,w]
