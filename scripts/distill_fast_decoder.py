@@ -15,10 +15,15 @@ generated ones with another background colour); and people drawn fresh (``--draw
 under random poses: looks no corpus holds - with the corpus alone the student matched its training people at
 29.6 dB and held-out ones at 26.6). ``--init`` starts from an existing fast decoder. The teacher decodes
 every one of them once. The loss: L1 + MSE against the teacher, plus the difference of each frame's mean
-colour (so the picture keeps its colours where the student cannot match every detail); the learning rate
+colour (so the picture keeps its colours where the student cannot match every detail), plus, on pairs of
+consecutive generated frames (a quarter of each batch), the L1 distance of the student's change from one frame
+to the next from the teacher's (``--temporal-weight``, off by default until a full run measures it: a student
+trained on single frames turned a listener's small latent changes into visible flicker); the learning rate
 decays on a cosine. Its PSNR against the full decoder on the held-out split (people it never saw), for
-encoded, generated and drawn latents, beside the same on a sample of its training latents, is printed and
-saved beside it (fast_decoder/distillation.json). The real presets use TAEF1 itself.
+encoded, generated and drawn latents, beside the same on a sample of its training latents, and on held-out
+generated frames the mean frame-to-frame change of its frames over the full decoder's (``frame_change_ratio``,
+1 = no flicker of its own), are printed and saved beside it (fast_decoder/distillation.json). The real presets
+use TAEF1 itself.
 """
 
 from __future__ import annotations
@@ -81,9 +86,12 @@ def raw(vae, scaled: torch.Tensor) -> torch.Tensor:
     return scaled / vae.scale + vae.shift
 
 
-def generated_latents(folder, data: str, seconds: float, videos: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def generated_latents(folder, data: str, seconds: float, videos: int, seed: int
+                      ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Raw latents [N,c,h,w] the model generates from the first ``seconds`` of the audio of ``videos``
-    training videos and of up to 3 held-out ones (each person's reference: their first frame)."""
+    training videos and of up to 3 held-out ones (each person's reference: their first frame), each with the
+    indices [M] of its frames whose next frame (same person, same video) follows in the set: ((train,
+    train_next), (held, held_next))."""
     out: dict[bool, list[torch.Tensor]] = {True: [], False: []}
     sampler = {**folder.config.infer.sampler(), "seed": seed}
     for train, limit in ((True, videos), (False, 3)):
@@ -91,10 +99,21 @@ def generated_latents(folder, data: str, seconds: float, videos: int, seed: int)
                                     desc="generate"):
             with torch.no_grad():
                 z = folder.model.generate(tokens, refs, **sampler)  # [P,T,c,h,w]
-            out[train].append(raw(folder.vae, z.flatten(0, 1)))  # [P T,c,h,w]
+            out[train] += list(raw(folder.vae, z))  # P sequences [T,c,h,w]
     if not out[False]:  # a tiny corpus may hash every dialogue into train: hold out the last video
-        out[False].append(out[True].pop())
-    return torch.cat(out[True]), torch.cat(out[False])
+        out[False] += [out[True].pop(), out[True].pop()]
+
+    def with_pairs(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = np.cumsum([0] + [len(s) for s in sequences[:-1]])
+        pairs = torch.cat([torch.arange(a, a + len(s) - 1) for a, s in zip(starts, sequences, strict=True)])
+        return torch.cat(sequences), pairs  # [N,c,h,w], [M]
+
+    return with_pairs(out[True]), with_pairs(out[False])
+
+
+def frame_change(frames: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """How much each frame changes into the next, in [-1,1] units: [M,3,H,W] of frames [N,3,H,W]."""
+    return frames[pairs + 1].float() - frames[pairs].float()
 
 
 def teacher(vae, z: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -130,6 +149,10 @@ def main() -> None:
                         help="seconds generated per video whose latents join the training set (0: none)")
     parser.add_argument("--generated-videos", type=int, default=10, help="training videos generated from")
     parser.add_argument("--colour-weight", type=float, default=1.0)
+    parser.add_argument("--temporal-weight", type=float, default=0.0,
+                        help="weight of the frame-to-frame term: a quarter of each batch is pairs of consecutive "
+                             "generated frames whose change from one to the next must match the full decoder's "
+                             "(0: none)")
     parser.add_argument("--drawn", type=int, default=10000,
                         help="people drawn fresh (one frame each, random pose) whose latents join the training set: "
                              "new looks, so the student learns the decoder rather than the corpus's people (0: none)")
@@ -155,10 +178,15 @@ def main() -> None:
             z = raw(vae, vae.encode(drawn_faces(args.drawn + 500, cfg.data.height, cfg.data.width,
                                                 np.random.default_rng(args.seed))))  # [N,c,h,w]
         sets["drawn"] = (z[: args.drawn], z[args.drawn:])
+    pairs = held_pairs = None  # indices of consecutive generated frames (training pairs: into z_all)
     if args.generated_seconds > 0:
-        sets["generated"] = generated_latents(folder, args.data, args.generated_seconds, args.generated_videos,
-                                              args.seed)
+        (z_gen, pairs), (z_gen_held, held_pairs) = generated_latents(
+            folder, args.data, args.generated_seconds, args.generated_videos, args.seed)
+        sets["generated"] = (z_gen, z_gen_held)  # the last set: its frames end z_all
     z_all = torch.cat([s[0] for s in sets.values()])
+    if pairs is not None:
+        pairs = pairs + len(z_all) - len(z_gen)
+    k = args.batch // 4 if pairs is not None and args.temporal_weight > 0 else 0  # pairs per batch
     target_all = teacher(vae, z_all, torch.float16)  # half the memory; 1e-3 of the [-1,1] range
     print(", ".join(f"{len(tr)} {name} training latents, {len(he)} held-out" for name, (tr, he) in sets.items()))
     net = student(vae.latent_channels, vae.factor, args.width, args.depth)
@@ -172,10 +200,17 @@ def main() -> None:
         progress = (time.monotonic() - start) / (args.minutes * 60)
         for group in opt.param_groups:
             group["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-        idx = torch.randint(0, len(z_all), (args.batch,))
+        idx = torch.randint(0, len(z_all), (args.batch - 2 * k,))
+        if k:  # the batch ends with k frames and then the k frames that follow them
+            first = pairs[torch.randint(0, len(pairs), (k,))]
+            idx = torch.cat([idx, first, first + 1])
         out, target = net.decode(z_all[idx]).sample, target_all[idx].float()  # [B,3,H,W] in [-1,1]
         loss = ((out - target).abs().mean() + (out - target).pow(2).mean()
                 + args.colour_weight * (out.mean((2, 3)) - target.mean((2, 3))).abs().mean())
+        if k:  # the student's frame-to-frame change against the teacher's: no flicker of its own
+            change = out[len(out) - k:] - out[len(out) - 2 * k: len(out) - k]  # [k,3,H,W]
+            target_change = target[len(out) - k:] - target[len(out) - 2 * k: len(out) - k]
+            loss = loss + args.temporal_weight * (change - target_change).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -185,7 +220,7 @@ def main() -> None:
     bar.close()
     net.eval()
     report = {"steps": step, "minutes": args.minutes, "width": args.width, "depth": args.depth,
-              "augment": args.augment, "drawn_faces": args.drawn,
+              "augment": args.augment, "drawn_faces": args.drawn, "temporal_weight": args.temporal_weight,
               "init": args.init, "training_latents": {name: len(tr) for name, (tr, _) in sets.items()},
               "parameters": sum(p.numel() for p in net.decoder.parameters())}
     for name, (seen, held) in sets.items():
@@ -194,6 +229,12 @@ def main() -> None:
         report[name] = {"held_out_frames": len(held), "psnr_vs_full_decoder_db": psnr(fast, full),
                         "mean_colour_gap_levels": colour_gap(fast, full),
                         "training_psnr_vs_full_decoder_db": psnr(decode(net, seen), teacher(vae, seen))}
+    if held_pairs is not None:  # flicker: how much the fast decoder's frames change, over the full decoder's
+        full, fast = teacher(vae, z_gen_held), decode(net, z_gen_held)
+        report["generated"]["frame_change_ratio"] = float(frame_change(fast, held_pairs).abs().mean()
+                                                          / frame_change(full, held_pairs).abs().mean())
+        report["generated"]["frame_change_psnr_db"] = psnr(frame_change(fast, held_pairs),
+                                                           frame_change(full, held_pairs))
     frames = held_frames.float() / 127.5 - 1
     report["encoded"]["psnr_full_decoder_vs_frames_db"] = psnr(teacher(vae, z_held), frames)
     report["encoded"]["psnr_fast_decoder_vs_frames_db"] = psnr(decode(net, z_held), frames)
