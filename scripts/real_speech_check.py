@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI")
     parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None)
+    parser.add_argument("--unconditional-tracks", choices=["both", "own"], default=None)
     parser.add_argument("--context-noise", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--voices", choices=["real", "espeak"], default="real")
     args = parser.parse_args()
@@ -89,7 +90,8 @@ def main() -> None:
     folder = pipe.folder
     infer = pipe.options(guidance=args.guidance, guidance_rescale=args.guidance_rescale, seed=args.seed,
                          guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
-                         unconditional_audio=args.unconditional_audio, context_noise=args.context_noise)
+                         unconditional_audio=args.unconditional_audio, unconditional_tracks=args.unconditional_tracks,
+                         context_noise=args.context_noise)
     report = {"checkpoint": str(args.checkpoint or "bundled"), "seconds": args.seconds, "voices": args.voices,
               "speakers": [s.name for s in packaged_voices(held_out=True)[:2]] if args.voices == "real" else "espeak",
               "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in infer.sampler().items()},

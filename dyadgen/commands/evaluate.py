@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None,
                         help="what guidance steers away from: the null code on both tracks, or both tracks silent "
                              "(a silent listener's own track then adds nothing) (default: the checkpoint's)")
+    parser.add_argument("--unconditional-tracks", choices=["both", "own"], default=None,
+                        help="which tracks the unconditional branch replaces: both, or each person's own (the "
+                             "partner's voice kept: guidance sharpens lip sync, not the listening reaction) "
+                             "(default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default: the GPU when there is one), cpu or cuda")
     parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16", "fp16"],
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_eval_config(args.eval_config, {"split": args.split, "max_clips": args.max_clips, "seconds": args.seconds,
                                          "euler_steps": args.steps, "guidance": args.guidance,
                                          "guidance_mode": args.guidance_mode,
-                                         "unconditional_audio": args.unconditional_audio, "seed": args.seed,
+                                         "unconditional_audio": args.unconditional_audio,
+                                         "unconditional_tracks": args.unconditional_tracks, "seed": args.seed,
                                          "device": args.device, "dtype": args.dtype, "videos": args.videos})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
     scores = score(Path(args.out), SYSTEMS, result.missing_networks, result.network_sources)

@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None,
                         help="what guidance steers away from: the null code on both tracks, or both tracks silent "
                              "(a silent listener's own track then adds nothing) (default: the checkpoint's)")
+    parser.add_argument("--unconditional-tracks", choices=["both", "own"], default=None,
+                        help="which tracks the unconditional branch replaces: both, or each person's own (the "
+                             "partner's voice kept: guidance sharpens lip sync, not the listening reaction) "
+                             "(default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         euler_steps=args.steps, guidance=args.guidance, seed=args.seed, layout=args.layout,
         guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
         guidance_rescale=args.guidance_rescale, guidance_mode=args.guidance_mode,
-        unconditional_audio=args.unconditional_audio, left_emotion=args.left_emotion,
+        unconditional_audio=args.unconditional_audio,
+        unconditional_tracks=args.unconditional_tracks, left_emotion=args.left_emotion,
         right_emotion=args.right_emotion,
         max_seconds=args.max_seconds, fast_decoder=args.fast_decoder or None,
         compile=args.compile or None)

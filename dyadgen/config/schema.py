@@ -134,6 +134,9 @@ class ModelConfig:
     history_steps: int = 16  # W: whole steps the backbone attends back to (the KV cache besides the prefix)
     audio_lookahead: int = 1  # k frames of audio lookahead
     audio_dropout: float = 0.1  # both audio tracks -> null for a whole sample
+    # one person's own track (either, at random) -> null for a whole sample, the partner's kept: what
+    # guidance with infer.unconditional_tracks "own" steers from (drawn apart from audio_dropout's samples)
+    own_audio_dropout: float = 0.0
     # the partner's audio in the decoder's frame window -> null for a whole sample (the backbone keeps it), so
     # the backbone's other stream has to carry the listener's reactions rather than the decoder alone
     decoder_partner_dropout: float = 0.0
@@ -208,6 +211,10 @@ class InferConfig:
     # tracks silent (the tokenizer's codes of digital silence): guidance then pushes from "nobody speaks"
     # toward the dialogue, and a listener's silent track is the same in both branches, so it adds nothing
     unconditional_audio: Literal["null", "silence"] = "null"
+    # which tracks the unconditional branch replaces: both people's, or only each person's own (the
+    # partner's voice kept), so guidance sharpens a person's own lip sync and leaves their reaction to the
+    # partner unguided (the same cost as guiding against both)
+    unconditional_tracks: Literal["both", "own"] = "both"
     seed: int = 0
     context_noise: float = 0.0  # noise level on the previous chunk before it conditions the next (training: 0..max)
     layout: Literal["side-by-side", "separate"] = "side-by-side"
@@ -221,8 +228,8 @@ class InferConfig:
     def sampler(self) -> dict[str, Any]:
         """The keyword arguments of ``DyadGen.generate`` / ``generate_stream`` these settings give."""
         return {"euler_steps": self.euler_steps, "guidance": self.guidance, "guidance_interval": self.guidance_interval,
-                "guidance_rescale": self.guidance_rescale, "guidance_mode": self.guidance_mode, "seed": self.seed,
-                "context_noise": self.context_noise}
+                "guidance_rescale": self.guidance_rescale, "guidance_mode": self.guidance_mode,
+                "unconditional_tracks": self.unconditional_tracks, "seed": self.seed, "context_noise": self.context_noise}
 
 
 @dataclass

@@ -49,7 +49,7 @@ class EvaluationRun:
 
 def _settings(checkpoint: Path, cfg: EvalConfig, options: InferConfig) -> dict:
     sampler = ("euler_steps", "guidance", "guidance_interval", "guidance_rescale", "guidance_mode",
-               "unconditional_audio", "context_noise", "seed")
+               "unconditional_audio", "unconditional_tracks", "context_noise", "seed")
     return {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
             "dtype": cfg.dtype, **{k: _plain(getattr(options, k)) for k in sampler}, "weights": asdict(cfg.weights)}
 
@@ -111,9 +111,10 @@ def _synthetic_scores(frames: np.ndarray, truth: GroundTruth) -> dict[str, np.nd
 
 def generation_options(pipe, cfg: EvalConfig) -> InferConfig:
     """The checkpoint's settings with the evaluation's Euler steps, guidance, guidance mode and unconditional
-    audio (None: the checkpoint's) and seed."""
+    audio and tracks (None: the checkpoint's) and seed."""
     return pipe.options(euler_steps=cfg.euler_steps, guidance=cfg.guidance, guidance_mode=cfg.guidance_mode,
-                        unconditional_audio=cfg.unconditional_audio, seed=cfg.seed)
+                        unconditional_audio=cfg.unconditional_audio, unconditional_tracks=cfg.unconditional_tracks,
+                        seed=cfg.seed)
 
 
 def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = True) -> EvaluationRun:

@@ -32,6 +32,7 @@ class EvalConfig:
     guidance: float | None = None  # guidance scale (None: the checkpoint's)
     guidance_mode: str | None = None  # batched, separate or distilled (None: the checkpoint's)
     unconditional_audio: str | None = None  # null or silence: what guidance steers from (None: the checkpoint's)
+    unconditional_tracks: str | None = None  # both or own: the tracks it replaces (None: the checkpoint's)
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"  # fp32, bf16, fp16; auto: bf16 on a GPU, fp32 on the CPU

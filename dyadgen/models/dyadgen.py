@@ -203,10 +203,15 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         rand = lambda *shape: torch.rand(*shape, generator=generator, device=dev)  # noqa: E731
         tokens, before, after = batch.tokens, batch.tokens_before, batch.tokens_after
         if self.training:
-            drop_audio = rand(B) < cfg.audio_dropout  # both tracks of a sample, for guidance
+            draw = rand(B)  # [B]
+            drop_audio = (draw < cfg.audio_dropout)[:, None].expand(B, P)  # both tracks of a sample, for guidance
+            if cfg.own_audio_dropout > 0:  # or one person's own track, the partner's kept ("own" guidance)
+                own = (draw >= cfg.audio_dropout) & (draw < cfg.audio_dropout + cfg.own_audio_dropout)  # [B]
+                which = torch.randint(0, P, (B, 1), generator=generator, device=dev)  # [B,1]
+                drop_audio = drop_audio | (own[:, None] & (torch.arange(P, device=dev) == which))  # [B,P]
 
             def drop(t: Tensor | None) -> Tensor | None:
-                return t if t is None else torch.where(drop_audio[:, None, None], torch.full_like(t, self.null_id), t)
+                return t if t is None else torch.where(drop_audio[:, :, None], torch.full_like(t, self.null_id), t)
 
             tokens, before, after = drop(tokens), drop(before), drop(after)
         emotion = self.emotion_steps(batch.emotion, (B, P, S), dev)  # [B,P,S]
@@ -310,7 +315,7 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                         text: str | None = None, euler_steps: int = 4, guidance: float = 1.0, seed: int = 0,
                         context_noise: float = 0.0, guidance_interval: tuple[float, float] = (0.0, 1.0),
                         guidance_rescale: float = 0.0, guidance_mode: str = "batched",
-                        unconditional: Tensor | None = None,
+                        unconditional: Tensor | None = None, unconditional_tracks: str = "both",
                         callback: Callable[[int, int, Tensor], None] | None = None,
                         observe: Callable[[ChunkCondition, ChunkCondition | None, Tensor], None] | None = None,
                         ) -> Iterator[Tensor]:
@@ -320,7 +325,11 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
         (per frame or one label per person), text: one prompt for the dialogue. With guidance != 1 the
         unconditional branch (both audio tracks null) runs as two more batch elements with their own
         KV cache, fed the same generated motion (``unconditional``: its audio codes long [P,T] instead, e.g.
-        both tracks silent); guidance_interval, guidance_rescale and guidance_mode: see
+        both tracks silent). ``unconditional_tracks`` "own": each person's unconditional branch replaces
+        only that person's own track and keeps the partner's voice, so guidance sharpens what a person's
+        own voice drives (lip sync) and leaves the reaction to the partner as the conditional branch has
+        it, at the cost of batched guidance (each person's unconditional sequence is taken from the branch
+        that replaces their track). guidance_interval, guidance_rescale and guidance_mode: see
         :meth:`FlowDecoder.sample`; "distilled" samples with the model's guidance-distilled ``student``
         and runs no unconditional branch at all, the guidance scale being the student's input (the interval
         and the rescale do not apply: the student learnt its teacher's plain guidance).
@@ -355,12 +364,28 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
                              "(distil one with scripts/distill_guidance.py)")
         decoder = self.student if distilled else self.decoder
         guided = guidance != 1.0 and not distilled
-        branches = [tokens, unconditional] if guided else [tokens]
-        all_tokens = torch.stack(branches)  # [G,P,S C], G branches, each a "batch element" of 2 people
-        G = all_tokens.shape[0]
-        audio = self.audio_windows(all_tokens)  # [G,P,S,C]
-        frame_audio = self.frame_audio(all_tokens).unflatten(2, (S, C))  # [G,P,S,C,A]
-        emo = self.emotion_steps(emotion[None].expand(G, -1, -1) if emotion is not None else None, (G, P, S), dev)
+        if unconditional_tracks not in ("both", "own"):
+            raise ValueError(f"unconditional_tracks {unconditional_tracks!r}: choose both or own")
+        own = guided and unconditional_tracks == "own"
+        if not guided:
+            branches = [tokens]
+        elif own:  # branch 1 + p: person p's own track replaced, the partner's kept
+            person = torch.arange(P, device=dev)[:, None]  # [P,1]
+            branches = [tokens] + [torch.where(person == p, unconditional, tokens) for p in range(P)]
+        else:
+            branches = [tokens, unconditional]
+        all_tokens = torch.stack(branches)  # [B,P,S C]: B audio branches, each a "batch element" of 2 people
+        B = all_tokens.shape[0]
+        # the sequences the backbone and the decoder run, as rows of (B P): every person of every branch, or
+        # under "own" the conditional people and then person p of branch 1 + p (the unconditional people)
+        rows = torch.arange(B * P, device=dev)
+        if own:
+            rows = torch.cat([rows[:P], (1 + rows[:P]) * P + rows[:P]])
+        G = len(rows) // P  # branches the sequences make: 2 when guided, else 1
+        audio = self.audio_windows(all_tokens)  # [B,P,S,C]
+        frame_audio = self.frame_audio(all_tokens).flatten(0, 1)[rows].unflatten(0, (G, P))  # [G,P,S C,A]
+        frame_audio = frame_audio.unflatten(2, (S, C))  # [G,P,S,C,A]
+        emo = self.emotion_steps(emotion[None].expand(B, -1, -1) if emotion is not None else None, (B, P, S), dev)
         text_emb = self.backbone.text_tokens(self.text_ids([text] * G, dev))  # [G,Lt,D]
         state = StepCache(self.backbone, repeat(text_emb, "g l d -> (g p) l d", p=P))
         generators = person_generators(refs, seed)
@@ -373,9 +398,9 @@ class DyadGen(nn.Module, PyTorchModelHubMixin, library_name="dyadgen", tags=["ta
             context = prev_chunk + context_noise * draw() if context_noise > 0 else prev_chunk  # [P,C,c,h,w]
             with record_function("dyadgen.backbone"):
                 motion = self.resampler(context, level)  # [P,M,D]
-                motion = repeat(motion, "p m d -> g p 1 m d", g=G)  # the same generated motion for every branch
-                step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(G P),1,L,D]
-                cond = state(step[:, 0]).unflatten(0, (G, P))  # [G,P,M,D]
+                motion = repeat(motion, "p m d -> b p 1 m d", b=B)  # the same generated motion for every branch
+                step = self.backbone.step_tokens(motion, audio[:, :, s: s + 1], emo[:, :, s: s + 1])  # [(B P),1,L,D]
+                cond = state(step[rows, 0]).unflatten(0, (G, P))  # [G,P,M,D]
             branch = [ChunkCondition(cond[g], refs, context[:, -1], frame_audio[g, :, s], level) for g in range(G)]
             noise = draw()  # [P,C,c,h,w]
             if observe is not None:

@@ -109,15 +109,16 @@ def test_the_cache_is_used_and_stays_flat():
     assert state.cached_tokens == prefix + (model.cfg.history_steps - 1) * L
 
 
-def test_future_audio_changes_no_earlier_output():
+@pytest.mark.parametrize("tracks", ["both", "own"])
+def test_future_audio_changes_no_earlier_output(tracks):
     model = tiny_model()
     C = model.cfg.chunk_frames
     tokens, _, refs = dialogue(T=8 * C)
     changed = tokens.clone()
     cut = 5 * C
     changed[:, cut:] = torch.randint(0, 32, changed[:, cut:].shape, generator=torch.Generator().manual_seed(9))
-    a = model.generate(tokens, refs, euler_steps=2, guidance=2.0, seed=3)
-    b = model.generate(changed, refs, euler_steps=2, guidance=2.0, seed=3)
+    a = model.generate(tokens, refs, euler_steps=2, guidance=2.0, seed=3, unconditional_tracks=tracks)
+    b = model.generate(changed, refs, euler_steps=2, guidance=2.0, seed=3, unconditional_tracks=tracks)
     # lookahead k and the decoder's audio context reach k and a frames ahead of a chunk
     reach = max(model.cfg.audio_lookahead, model.decoder_cfg.audio_context)
     safe = (cut - reach) // C * C
@@ -125,14 +126,38 @@ def test_future_audio_changes_no_earlier_output():
     assert not torch.allclose(a[:, cut:], b[:, cut:])
 
 
-def test_swapping_the_people_swaps_the_outputs():
+@pytest.mark.parametrize("tracks", ["both", "own"])
+def test_swapping_the_people_swaps_the_outputs(tracks):
     model = tiny_model()
     tokens, _, refs = dialogue(T=6 * model.cfg.chunk_frames + 2)
     emotion = torch.tensor([3, 11])
-    a = model.generate(tokens, refs, emotion=emotion, euler_steps=2, guidance=1.5, seed=1)
-    b = model.generate(tokens.flip(0), refs.flip(0), emotion=emotion.flip(0), euler_steps=2, guidance=1.5, seed=1)
+    a = model.generate(tokens, refs, emotion=emotion, euler_steps=2, guidance=1.5, seed=1,
+                       unconditional_tracks=tracks)
+    b = model.generate(tokens.flip(0), refs.flip(0), emotion=emotion.flip(0), euler_steps=2, guidance=1.5, seed=1,
+                       unconditional_tracks=tracks)
     assert a.shape == (2, tokens.shape[1], *LATENT)
     assert torch.allclose(a, b.flip(0), atol=1e-5)
+
+
+def test_own_track_guidance_leaves_the_reaction_to_the_partner_unguided():
+    """unconditional_tracks "own": a person whose own track is the unconditional one (here: the left person
+    silent, against silence) comes out as with no guidance, however the partner speaks, while the speaking
+    partner is guided; guiding against both tracks changes the silent person too (the partner's voice
+    differs between the branches)."""
+    model = tiny_model()
+    T = 6 * model.cfg.chunk_frames
+    tokens, _, refs = dialogue(T=T)
+    silence = torch.full_like(tokens, 5)  # [P,T] codes standing for silence
+    tokens[0] = silence[0]  # the left person listens the whole time
+    kw = dict(euler_steps=2, seed=2, unconditional=silence)
+    plain = model.generate(tokens, refs, guidance=1.0, **kw)
+    own = model.generate(tokens, refs, guidance=2.0, unconditional_tracks="own", **kw)
+    both = model.generate(tokens, refs, guidance=2.0, unconditional_tracks="both", **kw)
+    assert torch.allclose(own[0], plain[0], atol=1e-5)
+    assert not torch.allclose(own[1], plain[1], atol=1e-3)
+    assert not torch.allclose(both[0], plain[0], atol=1e-3)
+    with pytest.raises(ValueError, match="unconditional_tracks"):
+        model.generate(tokens, refs, guidance=2.0, unconditional_tracks="partner", **kw)
 
 
 def test_guidance_interval_and_rescale():
@@ -198,6 +223,27 @@ def test_loss_terms_and_gradients_reach_every_part():
     out["loss"].backward()
     for part in (model.backbone.lm, model.backbone.resampler, model.backbone.audio_embed, model.decoder.patch_in):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
+
+
+@pytest.mark.parametrize("own", [0.0, 1.0])
+def test_own_audio_dropout_nulls_one_persons_track_and_keeps_the_partners(own):
+    """model.own_audio_dropout trains what "own" guidance steers from: in a dropped sample exactly one
+    person's own track is the null code and the partner's is untouched; audio_dropout nulls both."""
+    model = tiny_model("model.audio_dropout=0.0" if own else "model.audio_dropout=1.0",
+                       f"model.own_audio_dropout={own}").train()
+    seen = []
+    step_tokens = model.backbone.step_tokens
+    model.backbone.step_tokens = lambda motion, audio, emotion: seen.append(audio) or step_tokens(motion, audio, emotion)
+    b = replace(batch(B=8), text=[""] * 8)
+    model(b, generator=torch.Generator().manual_seed(0))
+    audio = seen[0].flatten(2)  # [B,P,S C]: each person's audio codes (padding past the window's end)
+    nulled = ((audio == model.null_id) | (audio == model.pad_id)).all(-1)  # [B,P]: a person's whole track null
+    kept = (audio != model.null_id).all(-1)  # [B,P]
+    if own:
+        assert (nulled.sum(1) == 1).all() and (kept.sum(1) == 1).all()
+        assert nulled[:, 0].any() and nulled[:, 1].any()  # either person, at random
+    else:
+        assert nulled.all()
 
 
 def test_padded_frames_do_not_count():
