@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from dyadgen.clock import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from dyadgen.commands.sampling import add_unconditional_arguments
 from dyadgen.data.voices import PHRASES, Voice, have_espeak, packaged_voices, speak
 from dyadgen.errors import UserError
 from dyadgen.eval.motion import motion_contrast, mouth_opening
@@ -76,8 +77,7 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"))
     parser.add_argument("--guidance-rescale", type=float, default=None, metavar="PHI")
-    parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None)
-    parser.add_argument("--unconditional-tracks", choices=["both", "own"], default=None)
+    add_unconditional_arguments(parser)
     parser.add_argument("--context-noise", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--voices", choices=["real", "espeak"], default="real")
     args = parser.parse_args()

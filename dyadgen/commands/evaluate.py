@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dyadgen.commands.sampling import add_unconditional_arguments
 from dyadgen.eval.harness import SYSTEMS, evaluate
 from dyadgen.eval.report import table, write_report
 from dyadgen.eval.scoring import score
@@ -29,13 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-mode", choices=["batched", "separate", "distilled"], default=None,
                         help="classifier-free guidance (batched or separate) or the checkpoint's guidance-distilled "
                              "student (default: the checkpoint's)")
-    parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None,
-                        help="what guidance steers away from: the null code on both tracks, or both tracks silent "
-                             "(a silent listener's own track then adds nothing) (default: the checkpoint's)")
-    parser.add_argument("--unconditional-tracks", choices=["both", "own"], default=None,
-                        help="which tracks the unconditional branch replaces: both, or each person's own (the "
-                             "partner's voice kept: guidance sharpens lip sync, not the listening reaction) "
-                             "(default: the checkpoint's)")
+    add_unconditional_arguments(parser)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto (default: the GPU when there is one), cpu or cuda")
     parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16", "fp16"],

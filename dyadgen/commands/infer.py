@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dyadgen.commands.sampling import add_unconditional_arguments
 from dyadgen.errors import UserError
 from dyadgen.inference.pipeline import DyadGenPipeline
 
@@ -26,13 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier-free guidance with the decoder's two branches in one batched call or in "
                              "two, or the checkpoint's guidance-distilled student (one pass per step; --steps 4, 2 "
                              "or 1) (default: the checkpoint's)")
-    parser.add_argument("--unconditional-audio", choices=["null", "silence"], default=None,
-                        help="what guidance steers away from: the null code on both tracks, or both tracks silent "
-                             "(a silent listener's own track then adds nothing) (default: the checkpoint's)")
-    parser.add_argument("--unconditional-tracks", choices=["both", "own"], default=None,
-                        help="which tracks the unconditional branch replaces: both, or each person's own (the "
-                             "partner's voice kept: guidance sharpens lip sync, not the listening reaction) "
-                             "(default: the checkpoint's)")
+    add_unconditional_arguments(parser)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--left-emotion", metavar="LABEL")
     parser.add_argument("--right-emotion", metavar="LABEL")

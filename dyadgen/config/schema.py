@@ -229,7 +229,8 @@ class InferConfig:
         """The keyword arguments of ``DyadGen.generate`` / ``generate_stream`` these settings give."""
         return {"euler_steps": self.euler_steps, "guidance": self.guidance, "guidance_interval": self.guidance_interval,
                 "guidance_rescale": self.guidance_rescale, "guidance_mode": self.guidance_mode,
-                "unconditional_tracks": self.unconditional_tracks, "seed": self.seed, "context_noise": self.context_noise}
+                "unconditional_tracks": self.unconditional_tracks, "seed": self.seed,
+                "context_noise": self.context_noise}
 
 
 @dataclass

@@ -233,7 +233,7 @@ def test_own_audio_dropout_nulls_one_persons_track_and_keeps_the_partners(own):
                        f"model.own_audio_dropout={own}").train()
     seen = []
     step_tokens = model.backbone.step_tokens
-    model.backbone.step_tokens = lambda motion, audio, emotion: seen.append(audio) or step_tokens(motion, audio, emotion)
+    model.backbone.step_tokens = lambda motion, audio, emo: seen.append(audio) or step_tokens(motion, audio, emo)
     b = replace(batch(B=8), text=[""] * 8)
     model(b, generator=torch.Generator().manual_seed(0))
     audio = seen[0].flatten(2)  # [B,P,S C]: each person's audio codes (padding past the window's end)
