@@ -22,8 +22,9 @@ trained on single frames turned a listener's small latent changes into visible f
 decays on a cosine. Its PSNR against the full decoder on the held-out split (people it never saw), for
 encoded, generated and drawn latents, beside the same on a sample of its training latents, and on held-out
 generated frames the mean frame-to-frame change of its frames over the full decoder's (``frame_change_ratio``,
-1 = no flicker of its own), are printed and saved beside it (fast_decoder/distillation.json). The real presets
-use TAEF1 itself.
+1 = no flicker of its own), are printed and saved beside it (fast_decoder/distillation.json); with ``--init``,
+the starting decoder's figures on the same held-out latents come beside them (``init_decoder``), so a
+fine-tuning run shows its own baseline. The real presets use TAEF1 itself.
 """
 
 from __future__ import annotations
@@ -132,6 +133,32 @@ def colour_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.mean((2, 3)) - b.mean((2, 3))).abs().mean() * 127.5)
 
 
+def held_out_measure(vae, held: torch.Tensor, frames: torch.Tensor | None, pairs: torch.Tensor | None):
+    """A function of a fast decoder giving its figures on one held-out set of raw latents [N,c,h,w]: PSNR and
+    mean colour gap against the full decoder (decoded here once); with ``frames`` (uint8 [N,3,H,W], the frames
+    the latents encode) both decoders' PSNR against them; with ``pairs`` (indices of frames whose next frame
+    follows) the fast decoder's frame-to-frame change over the full decoder's (``frame_change_ratio``, 1 = no
+    flicker of its own)."""
+    full = teacher(vae, held)  # [N,3,H,W]
+    full_change = frame_change(full, pairs) if pairs is not None else None
+
+    def measure(net) -> dict[str, float]:
+        fast = decode(net, held)
+        out = {"held_out_frames": len(held), "psnr_vs_full_decoder_db": psnr(fast, full),
+               "mean_colour_gap_levels": colour_gap(fast, full)}
+        if frames is not None:
+            target = frames.float() / 127.5 - 1
+            out["psnr_full_decoder_vs_frames_db"] = psnr(full, target)
+            out["psnr_fast_decoder_vs_frames_db"] = psnr(fast, target)
+        if full_change is not None:
+            fast_change = frame_change(fast, pairs)
+            out["frame_change_ratio"] = float(fast_change.abs().mean() / full_change.abs().mean())
+            out["frame_change_psnr_db"] = psnr(fast_change, full_change)
+        return out
+
+    return measure
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="an inference folder")
@@ -178,7 +205,7 @@ def main() -> None:
             z = raw(vae, vae.encode(drawn_faces(args.drawn + 500, cfg.data.height, cfg.data.width,
                                                 np.random.default_rng(args.seed))))  # [N,c,h,w]
         sets["drawn"] = (z[: args.drawn], z[args.drawn:])
-    pairs = None  # indices of consecutive generated frames (training pairs: into z_all)
+    pairs = held_pairs = None  # indices of consecutive generated frames (training pairs: into z_all)
     if args.generated_seconds > 0:
         (z_gen, pairs), (z_gen_held, held_pairs) = generated_latents(
             folder, args.data, args.generated_seconds, args.generated_videos, args.seed)
@@ -189,9 +216,16 @@ def main() -> None:
     k = args.batch // 4 if pairs is not None and args.temporal_weight > 0 else 0  # pairs per batch
     target_all = teacher(vae, z_all, torch.float16)  # half the memory; 1e-3 of the [-1,1] range
     print(", ".join(f"{len(tr)} {name} training latents, {len(he)} held-out" for name, (tr, he) in sets.items()))
+    held_out = {name: held_out_measure(vae, held, held_frames if name == "encoded" else None,
+                                       held_pairs if name == "generated" else None)
+                for name, (_, held) in sets.items()}
     net = student(vae.latent_channels, vae.factor, args.width, args.depth)
+    baseline = None
     if args.init:
         net.load_state_dict(load_fast_decoder(args.init).state_dict())  # a shape mismatch is an error here
+        net.eval()
+        baseline = {name: measure(net) for name, measure in held_out.items()}  # the same held-out latents
+        net.train()
     opt = torch.optim.AdamW(net.decoder.parameters(), lr=args.lr, weight_decay=0.0)
     start = time.monotonic()
     deadline, step = start + args.minutes * 60, 0
@@ -223,20 +257,12 @@ def main() -> None:
               "augment": args.augment, "drawn_faces": args.drawn, "temporal_weight": args.temporal_weight,
               "init": args.init, "training_latents": {name: len(tr) for name, (tr, _) in sets.items()},
               "parameters": sum(p.numel() for p in net.decoder.parameters())}
-    for name, (seen, held) in sets.items():
-        full, fast = teacher(vae, held), decode(net, held)
+    if baseline is not None:
+        report["init_decoder"] = baseline
+    for name, (seen, _) in sets.items():
         seen = seen[torch.randperm(len(seen), generator=generator)[:500]]  # beside held-out: over- or underfit?
-        report[name] = {"held_out_frames": len(held), "psnr_vs_full_decoder_db": psnr(fast, full),
-                        "mean_colour_gap_levels": colour_gap(fast, full),
+        report[name] = {**held_out[name](net),
                         "training_psnr_vs_full_decoder_db": psnr(decode(net, seen), teacher(vae, seen))}
-        if name == "encoded":  # both decoders against the frames themselves
-            frames = held_frames.float() / 127.5 - 1
-            report[name]["psnr_full_decoder_vs_frames_db"] = psnr(full, frames)
-            report[name]["psnr_fast_decoder_vs_frames_db"] = psnr(fast, frames)
-        if name == "generated":  # flicker: how much the fast decoder's frames change, over the full decoder's
-            fast_change, full_change = frame_change(fast, held_pairs), frame_change(full, held_pairs)
-            report[name]["frame_change_ratio"] = float(fast_change.abs().mean() / full_change.abs().mean())
-            report[name]["frame_change_psnr_db"] = psnr(fast_change, full_change)
     out_dir = Path(args.checkpoint) / FAST_DECODER_DIR
     tmp = out_dir.with_name(f".{FAST_DECODER_DIR}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
