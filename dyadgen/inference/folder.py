@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from einops import repeat
 from safetensors.torch import load_file, load_model, save_file
 
+from dyadgen.clock import SAMPLES_PER_FRAME
 from dyadgen.config import DyadGenConfig, config_from_dict
 from dyadgen.encoders import AUDIO_TOKENIZER_DIR, VAE_DIR, load_audio_tokenizer, load_video_vae
 from dyadgen.encoders.video_vae import load_fast_decoder
@@ -44,6 +47,18 @@ class InferenceFolder:
     tokenizer: Any
     vae: Any
     identities: dict[str, torch.Tensor]
+
+    def unconditional_codes(self, tokens: torch.Tensor, mode: str) -> torch.Tensor | None:
+        """The guidance's unconditional audio codes for codes ``tokens`` long [P,T] under
+        ``infer.unconditional_audio`` ``mode``: None for "null" (the null code), for "silence" both tracks' codes
+        of digital silence [P,T], what ``DyadGen.generate(tokens, refs, unconditional=...)`` takes."""
+        if mode not in ("null", "silence"):
+            raise UserError(f"unconditional audio {mode!r}: choose null or silence")
+        if mode == "null":
+            return None
+        P, T = tokens.shape
+        silent = self.tokenizer.encode(np.zeros(T * SAMPLES_PER_FRAME, dtype=np.float32))[:T]  # [T]
+        return repeat(silent, "t -> p t", p=P).to(tokens.device)  # [P,T]
 
 
 def save_inference_folder(folder: str | os.PathLike, cfg: DyadGenConfig, model: Any, tokenizer: Any, vae: Any,

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import repeat
 from huggingface_hub import snapshot_download
 from torch.profiler import record_function
 from tqdm.auto import tqdm
@@ -159,14 +158,9 @@ class DyadGenPipeline:
         """Both tracks [P,N] at 16 kHz -> their codes long [P,T] and the guidance's unconditional codes
         [P,T] (None: the null code; both tracks' codes of digital silence under ``unconditional_audio``
         silence): what ``DyadGen.generate(tokens, refs, unconditional=...)`` takes."""
-        if opt.unconditional_audio not in ("null", "silence"):
-            raise UserError(f"--unconditional-audio {opt.unconditional_audio}: choose null or silence")
         with record_function("dyadgen.tokenizer"):
             tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
-            if opt.unconditional_audio == "null":
-                return tokens, None
-            silent = self.folder.tokenizer.encode(np.zeros_like(audio[0]))  # [T]
-        return tokens, repeat(silent, "t -> p t", p=len(audio)).to(self.device)  # [P,T]
+            return tokens, self.folder.unconditional_codes(tokens, opt.unconditional_audio)
 
     def frames(self, left=None, right=None, *, dialogue=None, left_ref=None, right_ref=None,
                options: InferConfig | None = None, **changes) -> np.ndarray:

@@ -103,7 +103,7 @@ class Rows:
     """Recorded decoder inputs, one row per person and chunk step: both branches' conditions."""
 
     cond: ChunkCondition  # [N,...]
-    uncond: ChunkCondition  # [N,...] (the same ref, prev and noise level; null audio through the backbone)
+    uncond: ChunkCondition  # [N,...] (the same ref, prev and noise level; the teacher's unconditional audio)
 
     def __len__(self) -> int:
         return self.cond.tokens.shape[0]
@@ -151,8 +151,9 @@ def dialogue_inputs(folder: InferenceFolder, data: str | Path, seconds: float, *
 
 def record_rows(folder: InferenceFolder, inputs: Iterator[tuple[str, Tensor, Tensor]], *, seed: int,
                 total: int | None = None, desc: str = "record") -> Rows:
-    """The teacher generates each dialogue with its checkpoint's sampler settings (guided: both branches);
-    every decoder call's inputs are kept."""
+    """The teacher generates each dialogue with its checkpoint's sampler settings (guided: both branches,
+    its unconditional branch the one those settings name: tracks and audio); every decoder call's inputs
+    are kept."""
     parts: list[Rows] = []
 
     def observe(cond: ChunkCondition, uncond: ChunkCondition | None, noise: Tensor) -> None:
@@ -160,12 +161,10 @@ def record_rows(folder: InferenceFolder, inputs: Iterator[tuple[str, Tensor, Ten
             raise UserError("the teacher's settings do not guide (infer.guidance 1): nothing to distil")
         parts.append(Rows(cond, uncond))
 
-    if folder.config.infer.unconditional_audio != "null":
-        raise UserError(f"infer.unconditional_audio {folder.config.infer.unconditional_audio}: guidance distillation "
-                        "records a teacher guided against the null code (set infer.unconditional_audio=null)")
     sampler = {**folder.config.infer.sampler(), "seed": seed}
     for _, tokens, refs in tqdm(inputs, total=total, desc=desc, unit="dialogue"):
-        for _ in folder.model.generate_stream(tokens, refs, observe=observe, **sampler):
+        unconditional = folder.unconditional_codes(tokens, folder.config.infer.unconditional_audio)  # [P,T] or None
+        for _ in folder.model.generate_stream(tokens, refs, unconditional=unconditional, observe=observe, **sampler):
             pass
     if not parts:
         raise UserError("no dialogue could be read to record the teacher's decoder inputs")

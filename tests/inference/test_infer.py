@@ -3,21 +3,25 @@ frame count, stereo audio on the right sides, separate layout, and one-line erro
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import av
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from einops import repeat
 
 from dyadgen.cli import main
+from dyadgen.clock import SAMPLES_PER_FRAME
 from dyadgen.config import load_config
 from dyadgen.data.faces import FaceLook, FacePose, draw_face
 from dyadgen.encoders import load_video_vae
 from dyadgen.encoders.fitted import FittedTokenizer
-from dyadgen.inference.folder import save_inference_folder
+from dyadgen.inference.folder import load_inference_folder, save_inference_folder
 from dyadgen.io.audio import load_stereo
 from dyadgen.models import DyadGen
+from dyadgen.training.distill import record_rows
 
 
 def voice(seconds, hz, seed):
@@ -151,6 +155,20 @@ def test_guidance_against_silence_leaves_a_silent_track_alone(checkpoint, wavs):
     assert np.abs(quiet.astype(int) - pipe.frames(silent, silent, guidance=1.5)).mean() > 1  # the null code differs
     speech = pipe.frames(*wavs, guidance=1.5, unconditional_audio="silence")
     assert np.abs(speech.astype(int) - pipe.frames(*wavs, guidance=1.0)).mean() > 1
+
+
+def test_guidance_distillation_records_the_branch_the_teacher_guides_against(checkpoint):
+    """scripts/distill_guidance.py distils the teacher's own guidance: under unconditional audio "silence"
+    (both tracks or each person's own) the recorded unconditional branch is silence, so on a silent
+    dialogue it is the conditional branch itself; under "null" it is the null code."""
+    folder = load_inference_folder(checkpoint)
+    tokens = repeat(folder.tokenizer.encode(np.zeros(40 * SAMPLES_PER_FRAME, np.float32)), "t -> p t", p=2)  # [P,T]
+    refs = folder.identities["latents"][:2].float()  # [P,c,h,w]
+    for audio, tracks in (("silence", "both"), ("silence", "own"), ("null", "both")):
+        folder.config.infer = replace(folder.config.infer, unconditional_audio=audio, unconditional_tracks=tracks)
+        rows = record_rows(folder, iter([("silent", tokens, refs)]), seed=0)
+        same = [torch.allclose(c, u, atol=1e-5) for c, u in zip(rows.cond.fields(), rows.uncond.fields(), strict=True)]
+        assert all(same) == (audio == "silence"), (audio, tracks, same)
 
 
 @pytest.mark.parametrize("case", ["stereo_as_left", "empty", "missing", "not_audio", "no_face", "no_student"])
