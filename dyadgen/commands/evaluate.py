@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dyadgen.commands.sampling import add_unconditional_arguments
-from dyadgen.eval.harness import SYSTEMS, evaluate
+from dyadgen.eval.harness import evaluate
 from dyadgen.eval.report import table, write_report
 from dyadgen.eval.scoring import score
 from dyadgen.eval.settings import load_eval_config
@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16", "fp16"],
                         help="precision of generation (auto: bf16 on a GPU, fp32 on the CPU)")
     parser.add_argument("--videos", type=int, default=None, help="side-by-side videos to write (default 3)")
+    parser.add_argument("--compare", default=None, metavar="DIR",
+                        help="a second inference folder scored on the same windows beside the checkpoint (system "
+                             "'compared': its own sampler settings, the same references and seed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
                                          "guidance_mode": args.guidance_mode,
                                          "unconditional_audio": args.unconditional_audio,
                                          "unconditional_tracks": args.unconditional_tracks, "seed": args.seed,
-                                         "device": args.device, "dtype": args.dtype, "videos": args.videos})
+                                         "device": args.device, "dtype": args.dtype, "videos": args.videos,
+                                         "compare": args.compare})
     result = evaluate(args.checkpoint, args.data, args.out, cfg)
-    scores = score(Path(args.out), SYSTEMS, result.missing_networks, result.network_sources)
+    scores = score(Path(args.out), result.systems, result.missing_networks, result.network_sources)
     write_report(Path(args.out), scores, result)
     print(f"{scores['windows']} windows scored, {len(result.failed)} skipped; report: {Path(args.out) / 'report.md'}")
     if scores["figures"]:

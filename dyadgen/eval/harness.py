@@ -4,7 +4,9 @@ Systems, all through the same measurements:
 - ``model``: the checkpoint, each person from their own reference frame and both own tracks;
 - ``swapped``: the same with the left and right tracks exchanged (lip sync and false talk must worsen);
 - ``static``: the reference frame held for the whole window;
-- ``ground_truth``: the real frames (the ceiling).
+- ``ground_truth``: the real frames (the ceiling);
+- ``compared`` (with ``--compare DIR``): a second checkpoint on the same windows, from the same references and
+  seed, with its own sampler settings: an old and a new checkpoint side by side from one run.
 Each (window, system) is measured once and cached under ``out/clips/``: a rerun measures only what is
 missing. A window that fails is skipped, counted and listed.
 """
@@ -34,6 +36,7 @@ from dyadgen.io.files import write_text_atomic
 from dyadgen.io.video import VideoWriter
 
 SYSTEMS = ("model", "swapped", "static", "ground_truth")
+COMPARED = "compared"
 
 
 @dataclass
@@ -45,13 +48,29 @@ class EvaluationRun:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (window or video, reason)
     missing_networks: dict[str, str] = field(default_factory=dict)
     network_sources: dict[str, str] = field(default_factory=dict)  # network -> where its weights came from
+    systems: tuple[str, ...] = SYSTEMS  # what each window was measured as (COMPARED last, with --compare)
 
 
-def _settings(checkpoint: Path, cfg: EvalConfig, options: InferConfig) -> dict:
-    sampler = ("euler_steps", "guidance", "guidance_interval", "guidance_rescale", "guidance_mode",
-               "unconditional_audio", "unconditional_tracks", "context_noise", "seed")
-    return {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
-            "dtype": cfg.dtype, **{k: _plain(getattr(options, k)) for k in sampler}, "weights": asdict(cfg.weights)}
+@dataclass
+class Source:
+    """What generates a system's frames: a pipeline and its sampler settings."""
+
+    pipe: DyadGenPipeline
+    options: InferConfig
+    checkpoint: Path
+
+
+SAMPLER = ("euler_steps", "guidance", "guidance_interval", "guidance_rescale", "guidance_mode",
+           "unconditional_audio", "unconditional_tracks", "context_noise", "seed")
+
+
+def _settings(checkpoint: Path, cfg: EvalConfig, options: InferConfig, compared: Source | None) -> dict:
+    out = {"measures": measure.VERSION, "checkpoint": str(checkpoint.resolve()), "seconds": cfg.seconds,
+           "dtype": cfg.dtype, **{k: _plain(getattr(options, k)) for k in SAMPLER}, "weights": asdict(cfg.weights)}
+    if compared is not None:
+        out["compared"] = {"checkpoint": str(compared.checkpoint.resolve()),
+                           **{k: _plain(getattr(compared.options, k)) for k in SAMPLER}}
+    return out
 
 
 def _plain(value):
@@ -72,13 +91,13 @@ def _check_out(out: Path, settings: dict) -> None:
 
 
 def generate(pipe, truth: GroundTruth, options: InferConfig, system: str) -> np.ndarray:
-    """Frames uint8 [P,T,H,W,3] of a system for a window."""
+    """Frames uint8 [P,T,H,W,3] of a system for a window (``pipe`` and ``options``: the system's source)."""
     T = truth.frames.shape[1]
     if system == "ground_truth":
         return truth.frames
     if system == "static":
         return np.repeat(truth.references[:, None], T, axis=1)
-    left, right = truth.audio if system == "model" else truth.audio[::-1]
+    left, right = truth.audio[::-1] if system == "swapped" else truth.audio
     frames = pipe.frames(left, right, left_ref=truth.references[0], right_ref=truth.references[1],
                          options=options)
     return frames[:, :T]
@@ -122,8 +141,9 @@ def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = 
     pipe = DyadGenPipeline.from_pretrained(path, device=cfg.device, dtype=cfg.dtype)
     model_cfg = pipe.folder.config
     options = generation_options(pipe, cfg)
-    run = EvaluationRun(Path(out))
-    _check_out(run.out, _settings(path, cfg, options))
+    compared = _compared_source(cfg, pipe)
+    run = EvaluationRun(Path(out), systems=SYSTEMS + ((COMPARED,) if compared else ()))
+    _check_out(run.out, _settings(path, cfg, options, compared))
     index = index_dataset(data, script_json=model_cfg.data.script_json,
                           video_to_dialogue=model_cfg.data.video_to_dialogue)
     splitter = Splitter(model_cfg.data.val_fraction, model_cfg.data.test_fraction, model_cfg.data.actor_map)
@@ -137,18 +157,32 @@ def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = 
     _fit_basis(run.out, index.videos, splitter, cfg, size, run.failed, progress)
     for i, window in enumerate(tqdm(windows, desc="evaluate", unit="window", disable=not progress)):
         try:
-            _evaluate_window(pipe, window, options, nets, run.out, size, write_video=i < cfg.videos,
-                             emotion_check=i < cfg.emotion_windows)
+            _evaluate_window(Source(pipe, options, path), window, nets, run.out, size, write_video=i < cfg.videos,
+                             emotion_check=i < cfg.emotion_windows, compared=compared)
             run.clips.append(window.key)
         except (UserError, OSError, ValueError, RuntimeError) as err:  # a bad window is skipped, counted, listed
             run.failed.append((window.key, str(err).splitlines()[0] if str(err) else type(err).__name__))
     return run
 
 
-def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, write_video: bool,
-                     emotion_check: bool = False) -> None:
+def _compared_source(cfg: EvalConfig, pipe: DyadGenPipeline) -> Source | None:
+    """The --compare checkpoint with its own sampler settings and the evaluation's seed (None without one)."""
+    if not cfg.compare:
+        return None
+    path = resolve_checkpoint(cfg.compare)
+    other = DyadGenPipeline.from_pretrained(path, device=cfg.device, dtype=cfg.dtype)
+    if other.size != pipe.size:
+        raise UserError(f"--compare {cfg.compare}: renders {other.size[0]}x{other.size[1]} pixels per person, the "
+                        f"evaluated checkpoint {pipe.size[0]}x{pipe.size[1]}: the two cannot share windows")
+    return Source(other, other.options(seed=cfg.seed), path)
+
+
+def _evaluate_window(source: Source, window: HeldOutClip, nets, out: Path, size, write_video: bool,
+                     emotion_check: bool = False, compared: Source | None = None) -> None:
+    pipe, options = source.pipe, source.options
+    systems = SYSTEMS + ((COMPARED,) if compared else ())
     folder = clip_folder(out, window)
-    todo = [s for s in SYSTEMS if not (folder / f"{s}.npz").is_file()]
+    todo = [s for s in systems if not (folder / f"{s}.npz").is_file()]
     condition = emotion_check and not (folder / "emotion_condition.npz").is_file()
     if not todo and not condition and (not write_video or (folder / "side_by_side.mp4").is_file()):
         return
@@ -157,10 +191,11 @@ def _evaluate_window(pipe, window: HeldOutClip, options, nets, out: Path, size, 
     if not (folder / "truth.npz").is_file():
         _truth_file(folder, truth)
     video_missing = write_video and not (folder / "side_by_side.mp4").is_file()
-    for system in SYSTEMS:
+    for system in systems:
         if system not in todo and not (system == "model" and video_missing):
             continue
-        frames = generate(pipe, truth, options, system)
+        by = compared if system == COMPARED else source
+        frames = generate(by.pipe, truth, by.options, system)
         if system == "model" and write_video:
             _side_by_side(folder / "side_by_side.mp4", truth, frames)
         if system in todo:

@@ -62,6 +62,20 @@ def table(figures: dict[str, dict[str, Figure]], keys: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _generated_by(settings: Path) -> list[str]:
+    """Which checkpoint(s) generated the windows and with what sampler settings (from run.json)."""
+    if not settings.is_file():
+        return []
+    run = json.loads(settings.read_text())
+    skip = ("measures", "checkpoint", "weights", "compared", "seconds", "dtype")
+    line = lambda name, s: f"- {name}: `{s['checkpoint']}`; " + ", ".join(  # noqa: E731
+        f"{k} {s[k]}" for k in s if k not in skip)
+    lines = [line("model (and swapped)", run)]
+    if "compared" in run:
+        lines.append(line("compared", run["compared"]))
+    return [*lines, ""]
+
+
 def write_markdown(path: Path, scores: dict, run) -> None:
     figures = scores["figures"]
     if not figures:
@@ -73,10 +87,12 @@ def write_markdown(path: Path, scores: dict, run) -> None:
              f"{scores['windows']} windows of {scores.get('dialogues', 0)} dialogues scored, {len(run.failed)} "
              "skipped. Values: mean over windows (each the mean of its two people), or one pooled figure (SID, "
              "FID, FVD) [95 % interval from resampling the dialogues]; n/a: unavailable (see Definitions).", "",
+             *_generated_by(path.parent / "run.json"),
              "## Headline", "", table(figures, HEADLINE), "",
              "## By role (the person speaking, listening, or both silent)", "", table(figures, role_keys), ""]
-    if "model" in scores["per_side"]:
-        lines += ["## Model, per person", "", table(scores["per_side"]["model"], HEADLINE), ""]
+    for system, heading in (("model", "Model"), ("compared", "Compared checkpoint (--compare)")):
+        if system in scores["per_side"]:
+            lines += [f"## {heading}, per person", "", table(scores["per_side"][system], HEADLINE), ""]
     drift = scores["drift"].get("model", {})
     if len(drift.get("minute", [])) > 1:
         lines += ["## Drift over long windows (per minute of window time)", "",
@@ -118,7 +134,7 @@ def plot_metrics(path: Path, figures: dict[str, dict[str, Figure]]) -> None:
                [(figures[s][key].high if key in figures[s] and figures[s][key].high is not None else v) - v
                 for s, v in zip(systems, vals, strict=True)]]
         ax.bar(systems, vals, yerr=np.maximum(np.nan_to_num(np.array(err)), 0),
-               color=["C0", "C1", "C2", "C7"][: len(systems)])
+               color=["C0", "C1", "C2", "C7", "C3"][: len(systems)])
         ax.set_title(key, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     for ax in list(axes.flat)[len(keys):]:

@@ -37,6 +37,8 @@ class EvalConfig:
     device: str = "auto"
     dtype: str = "auto"  # fp32, bf16, fp16; auto: bf16 on a GPU, fp32 on the CPU
     videos: int = 3  # side-by-side ground truth | generated videos written
+    compare: str = ""  # a second inference folder scored on the same windows (system "compared"), generated with
+    #                    its own checkpoint's sampler settings and the same seed; "" = none
     basis_clips: int = 8  # training windows whose ground truth fits the motion PCA (and trains the emotion probe)
     emotion_windows: int = 2  # windows also generated under two contrasting emotion labels (the condition check)
     weights: MetricWeights = field(default_factory=MetricWeights)

@@ -1,6 +1,7 @@
 """`dyadgen evaluate` end to end on a corpus in SocioEmoDialog's layout WITHOUT ground_truth.npz (as a
 real one is): the real-video measures score it, every table is there, a broken video is skipped and
-listed, and a rerun measures nothing again."""
+listed, a second checkpoint is scored beside the first on the same windows (--compare), and a rerun
+measures nothing again."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import shutil
 
 import pytest
+
+from dyadgen.inference.pipeline import BUNDLED
 
 pytest.importorskip("dlib")
 pytest.importorskip("sklearn")
@@ -31,8 +34,10 @@ def evaluated(tmp_path_factory):
     config = root / "eval.yaml"
     config.write_text("basis_clips: 1\nemotion_windows: 1\nweights:\n  syncnet: ''\n")
     out = tmp_path_factory.mktemp("evaluation") / "out"
+    # --compare: the bundled checkpoint (the default --checkpoint) beside itself, so the two must agree exactly
     args = ["evaluate", "--data", str(root), "--split", "all", "--max-clips", "1", "--seconds", "4",
-            "--out", str(out), "--videos", "1", "--eval-config", str(config), "--device", "cpu"]
+            "--out", str(out), "--videos", "1", "--eval-config", str(config), "--device", "cpu",
+            "--compare", str(BUNDLED)]
     assert main(args) == 0
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("clips/*/*.npz")}
     return {"root": str(root), "out": out, "args": args, "stamps": stamps, "broken": broken, "main": main}
@@ -52,7 +57,7 @@ def test_real_video_measures_score_a_corpus_without_ground_truth_npz(evaluated):
     assert "Dyadic-Interaction-Modeling" in model["sid_pose/all"]["follows"]
     assert model["diversity_exp/all"]["value"] is None  # 100 frames: DualTalk's draw of 100 needs more
     assert not any(k.startswith("synthetic_") for k in model)  # no drawn-face truth to compare with
-    assert set(body["systems"]) == {"model", "swapped", "static", "ground_truth"}
+    assert set(body["systems"]) == {"model", "swapped", "static", "ground_truth", "compared"}
     for g in ("exp", "jaw", "pose"):  # the static frame never moves
         assert body["systems"]["static"][f"variance_{g}/all"]["value"] == pytest.approx(0.0, abs=1e-6)
     assert body["dialogues"] == 1 and model["psnr/all"]["dialogues"] == 1
@@ -87,7 +92,8 @@ def test_report_has_every_table_plots_and_a_playable_video(evaluated):
     report = (out / "report.md").read_text()
     for heading in ("## Headline", "## By role", "## Model, per person", "## Definitions", "## Skipped"):
         assert heading in report
-    assert "| metric | model | swapped | static | ground_truth |" in report
+    assert "| metric | model | swapped | static | ground_truth | compared |" in report
+    assert "## Compared checkpoint (--compare), per person" in report
     assert evaluated["broken"] in report  # the broken video is listed with its reason
     assert (out / "metrics.png").stat().st_size > 0 and (out / "timeline.png").stat().st_size > 0
     video = next(out.glob("clips/*/side_by_side.mp4"))
@@ -95,6 +101,18 @@ def test_report_has_every_table_plots_and_a_playable_video(evaluated):
         assert box.streams.audio[0].codec_context.channels == 2
         frames = sum(1 for _ in box.decode(video=0))
     assert frames == 100  # 4 s at 25 fps
+
+
+def test_a_checkpoint_compared_with_itself_scores_the_same_on_the_same_windows(evaluated):
+    body = json.loads((evaluated["out"] / "metrics.json").read_text())
+    model, compared = body["systems"]["model"], body["systems"]["compared"]
+    # the emotion-condition check (the window generated under two labels) is run for the model alone
+    assert set(model) - set(compared) == {"emotion_condition_shift/all", "emotion_condition_hit/all"}
+    for key in compared:
+        assert compared[key]["value"] == model[key]["value"], key
+    assert body["per_side"]["compared"] == body["per_side"]["model"]
+    report = (evaluated["out"] / "report.md").read_text()
+    assert f"- compared: `{BUNDLED.resolve()}`" in report and "- model (and swapped): `" in report
 
 
 def test_a_rerun_measures_nothing_again(evaluated):
