@@ -18,7 +18,10 @@ every one of them once. The loss: L1 + MSE against the teacher, plus the differe
 colour (so the picture keeps its colours where the student cannot match every detail), plus, on pairs of
 consecutive generated frames (a quarter of each batch), the L1 distance of the student's change from one frame
 to the next from the teacher's (``--temporal-weight``, off by default until a full run measures it: a student
-trained on single frames turned a listener's small latent changes into visible flicker); the learning rate
+trained on single frames turned a listener's small latent changes into visible flicker), and on the same pairs
+the difference of the student's mean absolute change from the teacher's (``--motion-weight``: a student that
+blurs moving detail changes less while a person speaks, which flattens their speaking/listening motion
+contrast); the learning rate
 decays on a cosine. Its PSNR against the full decoder on the held-out split (people it never saw), for
 encoded, generated and drawn latents, beside the same on a sample of its training latents, and on held-out
 generated frames the mean frame-to-frame change of its frames over the full decoder's (``frame_change_ratio``,
@@ -94,12 +97,11 @@ def generated_latents(folder, data: str, seconds: float, videos: int, seed: int
     indices [M] of its frames whose next frame (same person, same video) follows in the set: ((train,
     train_next), (held, held_next))."""
     out: dict[bool, list[torch.Tensor]] = {True: [], False: []}
-    sampler = {**folder.config.infer.sampler(), "seed": seed}
     for train, limit in ((True, videos), (False, 3)):
         for _, tokens, refs in tqdm(dialogue_inputs(folder, data, seconds, train=train, limit=limit), total=limit,
                                     desc="generate"):
-            with torch.no_grad():
-                z = folder.model.generate(tokens, refs, **sampler)  # [P,T,c,h,w]
+            with torch.no_grad():  # the checkpoint's own sampler, its guidance's unconditional audio included
+                z = folder.model.generate(tokens, refs, **folder.default_sampling(tokens, seed))  # [P,T,c,h,w]
             out[train] += list(raw(folder.vae, z))  # P sequences [T,c,h,w]
     if not out[False]:  # a tiny corpus may hash every dialogue into train: hold out the last video
         out[False] += [out[True].pop(), out[True].pop()]
@@ -180,6 +182,9 @@ def main() -> None:
                         help="weight of the frame-to-frame term: a quarter of each batch is pairs of consecutive "
                              "generated frames whose change from one to the next must match the full decoder's "
                              "(0: none)")
+    parser.add_argument("--motion-weight", type=float, default=0.0,
+                        help="weight of the difference of each pair's mean absolute change from the full decoder's "
+                             "(with --temporal-weight's pairs; 0: none)")
     parser.add_argument("--drawn", type=int, default=10000,
                         help="people drawn fresh (one frame each, random pose) whose latents join the training set: "
                              "new looks, so the student learns the decoder rather than the corpus's people (0: none)")
@@ -213,7 +218,8 @@ def main() -> None:
     z_all = torch.cat([s[0] for s in sets.values()])
     if pairs is not None:
         pairs = pairs + len(z_all) - len(z_gen)
-    k = args.batch // 4 if pairs is not None and args.temporal_weight > 0 else 0  # pairs per batch
+    paired = pairs is not None and (args.temporal_weight > 0 or args.motion_weight > 0)
+    k = args.batch // 4 if paired else 0  # pairs per batch
     target_all = teacher(vae, z_all, torch.float16)  # half the memory; 1e-3 of the [-1,1] range
     print(", ".join(f"{len(tr)} {name} training latents, {len(he)} held-out" for name, (tr, he) in sets.items()))
     held_out = {name: held_out_measure(vae, held, held_frames if name == "encoded" else None,
@@ -245,6 +251,10 @@ def main() -> None:
             change = out[-k:] - out[-2 * k: -k]  # [k,3,H,W]
             target_change = target[-k:] - target[-2 * k: -k]
             loss = loss + args.temporal_weight * (change - target_change).abs().mean()
+            # how much each pair changes in all (what dyadgen.eval.motion.motion_energy measures): a student that
+            # blurs moving detail changes less while a person speaks and flattens their motion contrast
+            loss = loss + args.motion_weight * (change.abs().mean((1, 2, 3))
+                                                - target_change.abs().mean((1, 2, 3))).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -255,6 +265,7 @@ def main() -> None:
     net.eval()
     report = {"steps": step, "minutes": args.minutes, "width": args.width, "depth": args.depth,
               "augment": args.augment, "drawn_faces": args.drawn, "temporal_weight": args.temporal_weight,
+              "motion_weight": args.motion_weight,
               "init": args.init, "training_latents": {name: len(tr) for name, (tr, _) in sets.items()},
               "parameters": sum(p.numel() for p in net.decoder.parameters())}
     if baseline is not None:

@@ -157,8 +157,8 @@ def evaluate(checkpoint, data: str, out: str, cfg: EvalConfig, progress: bool = 
     _fit_basis(run.out, index.videos, splitter, cfg, size, run.failed, progress)
     for i, window in enumerate(tqdm(windows, desc="evaluate", unit="window", disable=not progress)):
         try:
-            _evaluate_window(Source(pipe, options, path), window, nets, run.out, size, write_video=i < cfg.videos,
-                             emotion_check=i < cfg.emotion_windows, compared=compared)
+            _evaluate_window(Source(pipe, options, path), window, nets, run.out, size, run.systems,
+                             write_video=i < cfg.videos, emotion_check=i < cfg.emotion_windows, compared=compared)
             run.clips.append(window.key)
         except (UserError, OSError, ValueError, RuntimeError) as err:  # a bad window is skipped, counted, listed
             run.failed.append((window.key, str(err).splitlines()[0] if str(err) else type(err).__name__))
@@ -177,10 +177,11 @@ def _compared_source(cfg: EvalConfig, pipe: DyadGenPipeline) -> Source | None:
     return Source(other, other.options(seed=cfg.seed), path)
 
 
-def _evaluate_window(source: Source, window: HeldOutClip, nets, out: Path, size, write_video: bool,
-                     emotion_check: bool = False, compared: Source | None = None) -> None:
+def _evaluate_window(source: Source, window: HeldOutClip, nets, out: Path, size, systems: tuple[str, ...],
+                     write_video: bool, emotion_check: bool = False, compared: Source | None = None) -> None:
+    """Generate and score one window as each of ``systems`` not already in its folder (COMPARED from
+    ``compared``)."""
     pipe, options = source.pipe, source.options
-    systems = SYSTEMS + ((COMPARED,) if compared else ())
     folder = clip_folder(out, window)
     todo = [s for s in systems if not (folder / f"{s}.npz").is_file()]
     condition = emotion_check and not (folder / "emotion_condition.npz").is_file()

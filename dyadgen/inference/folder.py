@@ -48,6 +48,14 @@ class InferenceFolder:
     vae: Any
     identities: dict[str, torch.Tensor]
 
+    def default_sampling(self, tokens: torch.Tensor, seed: int | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``DyadGen.generate`` / ``generate_stream`` that generate codes ``tokens``
+        long [P,T] as ``dyadgen infer`` does by default: the checkpoint's sampler (``infer.*``), its guidance's
+        unconditional branch (tracks and audio) included, with ``seed`` when given."""
+        infer = self.config.infer
+        return {**infer.sampler(), **({} if seed is None else {"seed": seed}),
+                "unconditional": self.unconditional_codes(tokens, infer.unconditional_audio)}
+
     def unconditional_codes(self, tokens: torch.Tensor, mode: str) -> torch.Tensor | None:
         """The guidance's unconditional audio codes for codes ``tokens`` long [P,T] under
         ``infer.unconditional_audio`` ``mode``: None for "null" (the null code), for "silence" both tracks' codes

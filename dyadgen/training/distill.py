@@ -161,10 +161,8 @@ def record_rows(folder: InferenceFolder, inputs: Iterator[tuple[str, Tensor, Ten
             raise UserError("the teacher's settings do not guide (infer.guidance 1): nothing to distil")
         parts.append(Rows(cond, uncond))
 
-    sampler = {**folder.config.infer.sampler(), "seed": seed}
     for _, tokens, refs in tqdm(inputs, total=total, desc=desc, unit="dialogue"):
-        unconditional = folder.unconditional_codes(tokens, folder.config.infer.unconditional_audio)  # [P,T] or None
-        for _ in folder.model.generate_stream(tokens, refs, unconditional=unconditional, observe=observe, **sampler):
+        for _ in folder.model.generate_stream(tokens, refs, observe=observe, **folder.default_sampling(tokens, seed)):
             pass
     if not parts:
         raise UserError("no dialogue could be read to record the teacher's decoder inputs")
