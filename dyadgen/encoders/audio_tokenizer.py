@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from einops import repeat
 from torch import Tensor
 
+from dyadgen.clock import SAMPLES_PER_FRAME
 from dyadgen.config import AudioTokenizerConfig
 from dyadgen.encoders.fitted import CONFIG_NAME, FittedTokenizer
 from dyadgen.encoders.whisper_vq import WhisperVQTokenizer
@@ -55,3 +57,17 @@ def load_audio_tokenizer(spec: str | os.PathLike | AudioTokenizerConfig) -> Audi
     if kind != "fitted":
         raise UserError(f"{folder / CONFIG_NAME}: unknown tokenizer kind {kind!r}")
     return FittedTokenizer.from_pretrained(folder)
+
+
+def unconditional_codes(tokenizer: AudioTokenizer, tokens: Tensor, mode: str) -> Tensor | None:
+    """Guidance's unconditional audio codes for codes ``tokens`` long [P,T] under ``infer.unconditional_audio``
+    ``mode``: None for "null" (the model's null code), for "silence" the tokenizer's codes of digital silence on
+    both tracks [P,T]; what ``DyadGen.generate(tokens, refs, unconditional=...)`` takes. Inference and the
+    training run's sample video both guide through this, so a preview draws what ``dyadgen infer`` will."""
+    if mode not in ("null", "silence"):
+        raise UserError(f"unconditional audio {mode!r}: choose null or silence")
+    if mode == "null":
+        return None
+    P, T = tokens.shape
+    silent = tokenizer.encode(np.zeros(T * SAMPLES_PER_FRAME, dtype=np.float32))[:T]  # [T]
+    return repeat(silent, "t -> p t", p=P).to(tokens.device)  # [P,T]

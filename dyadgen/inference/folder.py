@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from einops import repeat
 from safetensors.torch import load_file, load_model, save_file
 
-from dyadgen.clock import SAMPLES_PER_FRAME
 from dyadgen.config import DyadGenConfig, config_from_dict
 from dyadgen.encoders import AUDIO_TOKENIZER_DIR, VAE_DIR, load_audio_tokenizer, load_video_vae
+from dyadgen.encoders.audio_tokenizer import unconditional_codes
 from dyadgen.encoders.video_vae import load_fast_decoder
 from dyadgen.errors import UserError
 from dyadgen.io.files import replace_folder
@@ -54,19 +52,7 @@ class InferenceFolder:
         unconditional branch (tracks and audio) included, with ``seed`` when given."""
         infer = self.config.infer
         return {**infer.sampler(), **({} if seed is None else {"seed": seed}),
-                "unconditional": self.unconditional_codes(tokens, infer.unconditional_audio)}
-
-    def unconditional_codes(self, tokens: torch.Tensor, mode: str) -> torch.Tensor | None:
-        """The guidance's unconditional audio codes for codes ``tokens`` long [P,T] under
-        ``infer.unconditional_audio`` ``mode``: None for "null" (the null code), for "silence" both tracks' codes
-        of digital silence [P,T], what ``DyadGen.generate(tokens, refs, unconditional=...)`` takes."""
-        if mode not in ("null", "silence"):
-            raise UserError(f"unconditional audio {mode!r}: choose null or silence")
-        if mode == "null":
-            return None
-        P, T = tokens.shape
-        silent = self.tokenizer.encode(np.zeros(T * SAMPLES_PER_FRAME, dtype=np.float32))[:T]  # [T]
-        return repeat(silent, "t -> p t", p=P).to(tokens.device)  # [P,T]
+                "unconditional": unconditional_codes(self.tokenizer, tokens, infer.unconditional_audio)}
 
 
 def save_inference_folder(folder: str | os.PathLike, cfg: DyadGenConfig, model: Any, tokenizer: Any, vae: Any,

@@ -28,6 +28,7 @@ from dyadgen.config.loading import RENAMED
 from dyadgen.data.emotions import EMOTIONS, emotion_id
 from dyadgen.devices import pick_device, pick_dtype
 from dyadgen.encoders import place_encoders
+from dyadgen.encoders.audio_tokenizer import unconditional_codes
 from dyadgen.errors import UserError
 from dyadgen.inference.folder import InferenceFolder, load_inference_folder
 from dyadgen.io.audio import load_audio, load_stereo
@@ -160,7 +161,7 @@ class DyadGenPipeline:
         silence): what ``DyadGen.generate(tokens, refs, unconditional=...)`` takes."""
         with record_function("dyadgen.tokenizer"):
             tokens = torch.stack([self.folder.tokenizer.encode(a) for a in audio]).to(self.device)  # [P,T]
-            return tokens, self.folder.unconditional_codes(tokens, opt.unconditional_audio)
+            return tokens, unconditional_codes(self.folder.tokenizer, tokens, opt.unconditional_audio)
 
     def frames(self, left=None, right=None, *, dialogue=None, left_ref=None, right_ref=None,
                options: InferConfig | None = None, **changes) -> np.ndarray:

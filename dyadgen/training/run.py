@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from dyadgen.clock import FPS
 from dyadgen.config import DyadGenConfig
 from dyadgen.encoders import load_encoders
+from dyadgen.encoders.audio_tokenizer import unconditional_codes
 from dyadgen.errors import UserError
 from dyadgen.inference.folder import save_inference_folder
 from dyadgen.io.video import VideoWriter
@@ -187,8 +188,8 @@ def log_step(run: TrainingRun, result: Any, lrs: dict[str, float], samples: int,
     if tc.val_every > 0 and state.step % tc.val_every == 0:
         validate(run.cfg, accelerator, run.model, run.ema, run.data, run.metrics, state.step, run.bad)
     if tc.sample_every > 0 and state.step % tc.sample_every == 0:  # every process: FSDP's forward is collective
-        write_sample_video(run.cfg, accelerator, run.model, run.ema, run.data, run.vae, Path(tc.output_dir),
-                           state.step, run.bad)
+        write_sample_video(run.cfg, accelerator, run.model, run.ema, run.data, run.tokenizer, run.vae,
+                           Path(tc.output_dir), state.step, run.bad)
 
 
 def save_checkpoint(run: TrainingRun, final: bool = False) -> bool:
@@ -372,10 +373,11 @@ def write_inference_folder(folder: Path, cfg: DyadGenConfig, accelerator: Any, m
 
 
 @torch.no_grad()
-def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA, data: Any, vae: Any,
-                       output: Path, step: int, bad: BadSamples) -> Path | None:
+def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, ema: EMA, data: Any, tokenizer: Any,
+                       vae: Any, output: Path, step: int, bad: BadSamples) -> Path | None:
     """``<output_dir>/samples/step_XXXXXXX.mp4``: ground truth (left | right) beside the EMA model's
-    generation (left | right) from the same audio tokens and references, for one held-out window.
+    generation (left | right) from the same audio tokens and references, for one held-out window, sampled as
+    ``dyadgen infer`` samples the exported folder (``infer.*``, guidance's unconditional audio included).
 
     Every process generates the same window on its own device (no process waits on another at the
     next collective, and FSDP's sharded forward needs them all); the main process decodes and writes."""
@@ -391,7 +393,8 @@ def write_sample_video(cfg: DyadGenConfig, accelerator: Any, model: nn.Module, e
     unwrapped.eval()
     try:
         with ema.swapped_in(unwrapped), unsharded(unwrapped):
-            generated = unwrapped.generate(tokens, refs, emotion=emotion, text=text,
+            unconditional = unconditional_codes(tokenizer, tokens, cfg.infer.unconditional_audio)  # [P,T] or None
+            generated = unwrapped.generate(tokens, refs, emotion=emotion, text=text, unconditional=unconditional,
                                            **cfg.infer.sampler())  # [P,T,c,h,w]
     finally:
         unwrapped.train(was_training)

@@ -6,6 +6,7 @@ import torch
 
 from dyadgen.config import VAEConfig
 from dyadgen.encoders import load_audio_tokenizer, load_video_vae
+from dyadgen.encoders.audio_tokenizer import unconditional_codes
 from dyadgen.encoders.fitted import FittedTokenizer
 from dyadgen.errors import UserError
 
@@ -45,6 +46,17 @@ def test_save_and_load(tokenizer, tmp_path):
     assert torch.equal(again.encode(w), tokenizer.encode(w))
     with pytest.raises(UserError, match="not an audio tokenizer folder"):
         load_audio_tokenizer(tmp_path)
+
+
+def test_guidance_against_silence_is_the_tokenizers_codes_of_silence_on_both_tracks(tokenizer):
+    """What `dyadgen infer` and a training run's sample video both guide against (infer.unconditional_audio)."""
+    tokens = torch.randint(0, tokenizer.num_codes, (2, 30))  # [P,T]
+    silence = unconditional_codes(tokenizer, tokens, "silence")
+    assert silence.shape == tokens.shape and silence.dtype == tokens.dtype
+    assert torch.equal(silence[0], tokenizer.encode(np.zeros(30 * 640, np.float32))) and torch.equal(*silence)
+    assert unconditional_codes(tokenizer, tokens, "null") is None  # the model's own null code
+    with pytest.raises(UserError, match="unconditional audio 'quiet'"):
+        unconditional_codes(tokenizer, tokens, "quiet")
 
 
 def test_vae_round_trip_shapes_scale_and_bounded_batches(tmp_path):

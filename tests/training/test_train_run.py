@@ -19,13 +19,19 @@ import time
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 from trainrun import LATENT, REPO, ddp_launcher, fsdp_launcher, losses, run_train, train_args, train_env
+
+from dyadgen.inference.folder import load_inference_folder
 
 
 def test_trains_and_writes_metrics_checkpoints_and_an_inference_folder(train_data, tmp_path):
     out = tmp_path / "run"
+    # the sample video guides as `dyadgen infer` will with these settings: against silence (the tokenizer's codes)
     done = run_train(train_args(out, train_data, "train.max_steps=3", "train.save_every=2", "train.keep_last=1",
-                      "train.val_every=3", "train.sample_every=3", "train.tracker=tensorboard"))
+                                "train.val_every=3", "train.sample_every=3", "train.tracker=tensorboard",
+                                "infer.guidance=3", "infer.unconditional_audio=silence"))
     assert done.returncode == 0, done.stderr[-3000:]
     records = losses(out)
     assert sorted(records) == [1, 2, 3]
@@ -42,11 +48,6 @@ def test_trains_and_writes_metrics_checkpoints_and_an_inference_folder(train_dat
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_0000003"
     folder = out / "checkpoints" / "step_0000003"
     assert (folder / "train_state.json").is_file() and (folder / "ema.safetensors").is_file()
-
-    import torch
-    from safetensors.torch import load_file
-
-    from dyadgen.inference.folder import load_inference_folder
 
     loaded = load_inference_folder(folder / "inference")  # what `dyadgen infer --checkpoint` reads
     ema, raw = load_file(folder / "ema.safetensors"), load_file(folder / "model.safetensors")
