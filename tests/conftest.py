@@ -11,8 +11,9 @@ from trainrun import LATENT, WINDOW_STEPS
 
 
 def pytest_configure(config):
-    """Under pytest-xdist (``-n auto``, the default addopts) each worker process takes its share of the cores
-    for torch's threads, not all of them: two workers of two threads each on two cores run slower than one."""
+    """Under pytest-xdist (``-n auto``, as the README's test command and .ci/run's slow tier run) each worker
+    process takes its share of the cores for torch's threads, not all of them: two workers of two threads each
+    on two cores run slower than one."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
