@@ -1,4 +1,4 @@
-"""Learning checks (the `slow` tier, `python -m pytest -m slow`; `.ci/run` runs it): the tiny preset trained
+"""Learning checks (the `slow` tier, `python -m pytest -m slow -n auto`; `.ci/run` runs it): the tiny preset trained
 here from random weights for a fixed number of CPU steps learns the job, on dialogues it never heard.
 
 The bench is tests/learning.py: synthetic recordings of two dialogues each, exact ground truth (mouth
