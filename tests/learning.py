@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -227,9 +229,18 @@ def evaluate(model: DyadGen, corpus: Corpus) -> dict[str, dict[str, float]]:
     return {system: {k: mean([r[k] for r in rs]) for k in rs[0]} for system, rs in rows.items()}
 
 
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """Ends this process once the process that started it is gone: a killed test run leaves no trainer behind
+    (a ProcessPoolExecutor's workers are not told when their parent dies, and would train on for minutes)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
 def trial(corpus: Corpus, seed: int, steps: int, overrides: list[str] = ()) -> dict[str, dict[str, float]]:
     """One seed trained and scored, on one thread (see :func:`trials`)."""
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     return evaluate(train(corpus, steps, seed, overrides), corpus)
 
 
