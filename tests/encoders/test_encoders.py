@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from dyadgen.clock import SAMPLES_PER_FRAME
 from dyadgen.config import VAEConfig
 from dyadgen.encoders import load_audio_tokenizer, load_video_vae
 from dyadgen.encoders.audio_tokenizer import unconditional_codes
@@ -53,7 +54,8 @@ def test_guidance_against_silence_is_the_tokenizers_codes_of_silence_on_both_tra
     tokens = torch.randint(0, tokenizer.num_codes, (2, 30))  # [P,T]
     silence = unconditional_codes(tokenizer, tokens, "silence")
     assert silence.shape == tokens.shape and silence.dtype == tokens.dtype
-    assert torch.equal(silence[0], tokenizer.encode(np.zeros(30 * 640, np.float32))) and torch.equal(*silence)
+    assert torch.equal(silence[0], tokenizer.encode(np.zeros(30 * SAMPLES_PER_FRAME, np.float32)))
+    assert torch.equal(*silence)  # both tracks
     assert unconditional_codes(tokenizer, tokens, "null") is None  # the model's own null code
     with pytest.raises(UserError, match="unconditional audio 'quiet'"):
         unconditional_codes(tokenizer, tokens, "quiet")

@@ -28,7 +28,7 @@ from dyadgen.inference.folder import load_inference_folder
 
 def test_trains_and_writes_metrics_checkpoints_and_an_inference_folder(train_data, tmp_path):
     out = tmp_path / "run"
-    # the sample video guides as `dyadgen infer` will with these settings: against silence (the tokenizer's codes)
+    # the sample video is generated with guidance against silence (the tokenizer's codes), as the bundled recipe sets
     done = run_train(train_args(out, train_data, "train.max_steps=3", "train.save_every=2", "train.keep_last=1",
                                 "train.val_every=3", "train.sample_every=3", "train.tracker=tensorboard",
                                 "infer.guidance=3", "infer.unconditional_audio=silence"))
